@@ -1,0 +1,1 @@
+"""rtsr's training code: data collection, the SRResNet and SRGAN stages, evaluation."""

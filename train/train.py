@@ -1,0 +1,260 @@
+"""Train the SRGAN generator: stage 1 SRResNet (MSE), stage 2 SRGAN (content + 1e-3 adversarial).
+
+    python -m train.train train/configs/srresnet-x4-lite.yaml
+    python -m train.train train/configs/srgan-x4-lite-gan.yaml [--vgg-weights vgg19.pth]
+    python -m train.train CONFIG --resume          # continue from the run's last checkpoint
+
+A run writes train/runs/<name>/{last.ckpt, log.csv, final.pt}; `--ship` copies final.pt to
+engines/ with its card.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from rtsr.models.config import load_generator_config
+from rtsr.models.srgan import Discriminator, Generator
+from rtsr.models.weights import ENGINES_DIR, ModelCard, load_weights, save_weights
+from train.data import PatchSampler, load_split
+from train.evaluate import evaluate_generator
+from train.vgg import VGG19Features
+
+log = logging.getLogger("train")
+RUNS_DIR = Path(__file__).resolve().parent / "runs"
+
+
+@dataclass
+class TrainConfig:
+    """One training run; every number of the run is here, loaded from YAML."""
+
+    name: str
+    model: str                      # generator config name or path
+    stage: str = "mse"              # "mse" (SRResNet) or "gan" (SRGAN)
+    steps: int = 1000
+    batch: int = 16
+    hr_patch: int = 96
+    lr: float = 1e-4
+    lr_final: float = 1e-4          # cosine decay from lr to lr_final
+    betas: tuple[float, float] = (0.9, 0.999)
+    seed: int = 0
+    noise_std: float = 0.0
+    init_from: str | None = None    # weights file to start from (stage 2 starts from stage 1)
+    adversarial_weight: float = 1e-3
+    vgg_scale: float = 1 / 12.75    # the paper's rescaling of VGG features
+    feature_matching_weight: float = 1.0
+    checkpoint_every: int = 250
+    eval_every: int = 500
+    threads: int = 0                # 0: torch's default
+    kind: str = "psnr"
+    description: str = ""
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        with Path(path).open() as fh:
+            data = yaml.safe_load(fh)
+        known = {f.name for f in fields(cls)}
+        if set(data) - known:
+            raise SystemExit(f"{path}: unknown keys {sorted(set(data) - known)}")
+        if "betas" in data:
+            data["betas"] = tuple(data["betas"])
+        return cls(**data)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, device: torch.device, vgg_weights: Path | None) -> None:
+        self.cfg, self.device = cfg, device
+        torch.manual_seed(cfg.seed)
+        if cfg.init_from:
+            self.generator, _ = load_weights(Path(cfg.init_from))
+        else:
+            self.generator = Generator(load_generator_config(cfg.model))
+        self.generator.to(device).train()
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.discriminator: Discriminator | None = None
+        self.vgg: VGG19Features | None = None
+        if cfg.stage == "gan":
+            self.discriminator = Discriminator().to(device).train()
+            self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=cfg.betas)
+            if vgg_weights:
+                self.vgg = VGG19Features.from_torchvision_weights(vgg_weights).to(device)
+        train_images = list(load_split("train").values())
+        self.sampler = PatchSampler(train_images, cfg.hr_patch, self.generator.scale, cfg.seed, cfg.noise_std)
+        self.heldout = load_split("heldout")
+        self.step = 0
+
+    @property
+    def content_loss_name(self) -> str:
+        if self.cfg.stage == "mse":
+            return "MSE"
+        return "VGG19 phi(5,4)" if self.vgg else "MSE + discriminator feature matching (no VGG19 weights)"
+
+    def _lr_at(self, step: int) -> float:
+        cfg = self.cfg
+        t = min(step / max(cfg.steps, 1), 1.0)
+        return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + torch.cos(torch.tensor(t * torch.pi)).item())
+
+    def _d_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        assert self.discriminator is not None
+        feats = []
+        for layer in self.discriminator.features:
+            x = layer(x)
+            if isinstance(layer, torch.nn.LeakyReLU):
+                feats.append(x)
+        return feats
+
+    def train_step(self) -> dict[str, float]:
+        lr_img, hr = (t.to(self.device) for t in self.sampler.batch(self.cfg.batch))
+        for opt in [self.opt_g] + ([self.opt_d] if self.discriminator else []):
+            for group in opt.param_groups:
+                group["lr"] = self._lr_at(self.step)
+        sr = self.generator(lr_img)
+        if self.discriminator is None:
+            loss = F.mse_loss(sr, hr)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
+            return {"loss_g": loss.item(), "mse": loss.item()}
+
+        d = self.discriminator
+        # discriminator step: real -> 1, generated -> 0
+        real_logit, fake_logit = d(hr), d(sr.detach())
+        loss_d = (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
+                  + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        # generator step: content + 1e-3 * adversarial (-log D(G(x)))
+        gen_logit = d(sr)
+        adversarial = F.binary_cross_entropy_with_logits(gen_logit, torch.ones_like(gen_logit))
+        mse = F.mse_loss(sr, hr)
+        if self.vgg is not None:
+            content = F.mse_loss(self.vgg(sr) * self.cfg.vgg_scale, self.vgg(hr) * self.cfg.vgg_scale)
+        else:
+            with torch.no_grad():
+                real_feats = self._d_features(hr)
+            fm = sum(F.l1_loss(f, r) for f, r in zip(self._d_features(sr), real_feats)) / len(real_feats)
+            content = mse + self.cfg.feature_matching_weight * 1e-2 * fm
+        loss_g = content + self.cfg.adversarial_weight * adversarial
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        return {"loss_g": loss_g.item(), "mse": mse.item(), "adv": adversarial.item(), "loss_d": loss_d.item()}
+
+    def state(self) -> dict[str, Any]:
+        state = {"step": self.step, "generator": self.generator.state_dict(), "opt_g": self.opt_g.state_dict(),
+                 "sampler_rng": self.sampler.gen.get_state(), "torch_rng": torch.get_rng_state()}
+        if self.discriminator is not None:
+            state.update(discriminator=self.discriminator.state_dict(), opt_d=self.opt_d.state_dict())
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.generator.load_state_dict(state["generator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.sampler.gen.set_state(state["sampler_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.opt_d.load_state_dict(state["opt_d"])
+
+    def evaluate(self) -> dict[str, float]:
+        self.generator.eval()
+        with torch.no_grad():
+            metrics = evaluate_generator(self.generator.cpu(), self.heldout)
+        self.generator.to(self.device).train()
+        return metrics
+
+
+def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.device) -> Path:
+    run_dir = RUNS_DIR / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = run_dir / "last.ckpt", run_dir / "log.csv"
+    trainer = Trainer(cfg, device, vgg_weights)
+    if resume and ckpt_path.is_file():
+        trainer.load_state(torch.load(ckpt_path, map_location=device, weights_only=True))
+        log.info("resumed %s at step %d", cfg.name, trainer.step)
+    elif log_path.exists():
+        log_path.unlink()
+    with (run_dir / "config.yaml").open("w") as fh:
+        yaml.safe_dump(asdict(cfg), fh, sort_keys=False)
+
+    start, first_step = time.time(), trainer.step
+    log_file = log_path.open("a", newline="")
+    writer = csv.writer(log_file)
+    bar = tqdm(total=cfg.steps, initial=trainer.step, desc=cfg.name, unit="step", mininterval=5)
+    while trainer.step < cfg.steps:
+        losses = trainer.train_step()
+        trainer.step += 1
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
+        row = [trainer.step, *(f"{losses[k]:.6g}" for k in sorted(losses))]
+        if trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps:
+            metrics = trainer.evaluate()
+            row += [metrics["psnr_y"], metrics["ssim_y"]]
+            log.info("step %d held-out PSNR-Y %.3f SSIM-Y %.4f", trainer.step, metrics["psnr_y"], metrics["ssim_y"])
+        writer.writerow(row)
+        if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.steps:
+            log_file.flush()
+            torch.save(trainer.state(), ckpt_path.with_suffix(".tmp"))
+            ckpt_path.with_suffix(".tmp").replace(ckpt_path)
+    bar.close()
+    log_file.close()
+
+    elapsed = time.time() - start
+    card = ModelCard(
+        name=cfg.name, config=trainer.generator.config.to_dict(), kind=cfg.kind, description=cfg.description,
+        training={
+            "stage": cfg.stage, "steps": cfg.steps, "batch": cfg.batch, "hr_patch": cfg.hr_patch,
+            "optimizer": f"Adam lr {cfg.lr:g}->{cfg.lr_final:g} (cosine), betas {list(cfg.betas)}",
+            "content_loss": trainer.content_loss_name,
+            "adversarial_weight": cfg.adversarial_weight if cfg.stage == "gan" else 0.0,
+            "init_from": cfg.init_from, "data": "train/data.py train split (13 photos shipped by "
+            "scikit-image and scikit-learn); LR = antialiased bicubic x1/scale, 8-bit",
+            "hardware": f"{device.type}: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
+                        f"{torch.get_num_threads()} threads",
+            "wall_time_s": round(elapsed, 1), "steps_this_session": trainer.step - first_step,
+            "seed": cfg.seed, "torch": str(torch.__version__),
+        },
+    )
+    final = run_dir / "final.pt"
+    save_weights(final, trainer.generator.cpu().eval(), card)
+    log.info("wrote %s", final)
+    return final
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="train an rtsr generator")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    parser.add_argument("--vgg-weights", type=Path, help="torchvision vgg19 ImageNet state dict (.pth)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, help="override the config's step count")
+    parser.add_argument("--ship", action="store_true", help="copy the result into engines/")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = TrainConfig.load(args.config)
+    if args.steps:
+        cfg.steps = args.steps
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    final = run(cfg, args.resume, args.vgg_weights, torch.device(args.device))
+    if args.ship:
+        for suffix in (".pt", ".yaml"):
+            shutil.copy(final.with_suffix(suffix), ENGINES_DIR / f"{cfg.name}{suffix}")
+        log.info("shipped %s to %s", cfg.name, ENGINES_DIR)
+
+
+if __name__ == "__main__":
+    main()
