@@ -1,0 +1,5 @@
+import sys
+
+from rtsr.cli import main
+
+sys.exit(main())

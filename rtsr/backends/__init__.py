@@ -1,0 +1,48 @@
+"""Backends behind one interface, and the choice among them (`auto`)."""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from rtsr.backends.base import Backend, BackendUnavailable
+from rtsr.backends.torch_backend import TorchBackend
+from rtsr.models.srgan import Generator
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("tensorrt", "torch")  # "auto" tries them in this order: fastest first
+
+
+def unavailable_reason(name: str, device: torch.device) -> str | None:
+    """Why backend `name` cannot run on `device` here, or None when it can."""
+    if name == "torch":
+        return None
+    if name == "tensorrt":
+        from rtsr.backends import tensorrt
+
+        return tensorrt.unavailable_reason(device)
+    return f"unknown backend '{name}' (choose auto, {', '.join(BACKENDS)})"
+
+
+def create_backend(name: str, generator: Generator, device: torch.device, **options: object) -> Backend:
+    """Build backend `name` ('auto' picks the fastest available) for `generator` on `device`."""
+    if name == "auto":
+        for candidate in BACKENDS:
+            reason = unavailable_reason(candidate, device)
+            if reason is None:
+                log.info("backend auto -> %s", candidate)
+                return create_backend(candidate, generator, device, **options)
+            log.info("backend %s skipped: %s", candidate, reason)
+        raise BackendUnavailable("no backend can run here")  # torch always can; kept for clarity
+    reason = unavailable_reason(name, device)
+    if reason is not None:
+        raise BackendUnavailable(f"backend '{name}' unavailable: {reason}")
+    if name == "torch":
+        return TorchBackend(generator, device)
+    from rtsr.backends.tensorrt import TensorRTBackend
+
+    return TensorRTBackend(generator, device, **options)
+
+
+__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "create_backend", "unavailable_reason"]

@@ -1,0 +1,212 @@
+"""TensorRT backend: the generator as a strongly typed FP16 engine, run on torch CUDA tensors.
+
+Engines are cached under engines/cache/, keyed by everything that makes a plan valid: model
+weights hash, GPU name and compute capability, TensorRT version, precision and shape profile.
+A key that does not match is a different file, so a stale or foreign plan is never loaded.
+Supports TensorRT 10.x (STRONGLY_TYPED flag) and 11.x (always strongly typed).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rtsr.backends.onnx_export import INPUT, OUTPUT, export_onnx
+from rtsr.devices import cuda_unavailable_reason, resolve_device
+from rtsr.errors import RtsrError
+from rtsr.models.srgan import Generator
+from rtsr.models.weights import ENGINES_DIR, load_weights, resolve_model
+
+log = logging.getLogger(__name__)
+CACHE_DIR = ENGINES_DIR / "cache"
+
+
+def unavailable_reason(device: torch.device) -> str | None:
+    """Why the TensorRT backend cannot run on `device`, or None when it can."""
+    if device.type != "cuda":
+        return f"TensorRT needs a CUDA device, not {device.type}" + (
+            f" ({cuda_unavailable_reason()})" if cuda_unavailable_reason() else "")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "the tensorrt package is not installed (pip install 'rtsr[tensorrt]')"
+    return None
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """Input shapes (batch, height, width) an engine is built for: min <= opt <= max."""
+
+    min: tuple[int, int, int]
+    opt: tuple[int, int, int]
+    max: tuple[int, int, int]
+
+    def __post_init__(self) -> None:
+        for i in range(3):
+            if not self.min[i] <= self.opt[i] <= self.max[i]:
+                raise RtsrError(f"shape profile must satisfy min <= opt <= max, got {self}")
+
+    def covers(self, batch: int, height: int, width: int) -> bool:
+        return all(lo <= v <= hi for lo, v, hi in zip(self.min, (batch, height, width), self.max))
+
+    def tag(self) -> str:
+        return "_".join("x".join(map(str, s)) for s in (self.min, self.opt, self.max))
+
+    @classmethod
+    def from_sizes(cls, min_wh: str, opt_wh: str, max_wh: str, max_batch: int) -> "ShapeProfile":
+        (w0, h0), (w1, h1), (w2, h2) = (parse_size(s) for s in (min_wh, opt_wh, max_wh))
+        return cls((1, h0, w0), (max(1, max_batch // 2), h1, w1), (max_batch, h2, w2))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x360' -> (640, 360)."""
+    match = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())
+    if not match:
+        raise RtsrError(f"size '{text}' is not WIDTHxHEIGHT (e.g. 640x360)")
+    return int(match[1]), int(match[2])
+
+
+def model_hash(generator: Generator) -> str:
+    """Hash of the architecture and every weight: a retrained model gets new engines."""
+    h = hashlib.sha256(repr(sorted(generator.config.to_dict().items())).encode())
+    for name, tensor in sorted(generator.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def engine_key(model_digest: str, gpu_name: str, capability: tuple[int, int], trt_version: str,
+               precision: str, profile: ShapeProfile) -> str:
+    """File name of the cached plan for exactly this combination."""
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-")
+    return f"{model_digest}_{gpu}_sm{capability[0]}{capability[1]}_trt{trt_version}_{precision}_{profile.tag()}.plan"
+
+
+def select_cached(plans: list[Path], prefix: str, batch: int, height: int, width: int) -> Path | None:
+    """Among cached plans whose key starts with `prefix` (model, GPU, TRT, precision), the one
+    with the smallest max shape that still covers (batch, height, width)."""
+    best: tuple[int, Path] | None = None
+    for plan in plans:
+        if not plan.name.startswith(prefix):
+            continue
+        dims = plan.stem[len(prefix):].split("_")
+        try:
+            lo, opt, hi = (tuple(int(v) for v in d.split("x")) for d in dims)
+            profile = ShapeProfile(lo, opt, hi)  # type: ignore[arg-type]
+        except (ValueError, RtsrError):
+            continue
+        if profile.covers(batch, height, width):
+            volume = hi[0] * hi[1] * hi[2]
+            if best is None or volume < best[0]:
+                best = (volume, plan)
+    return best[1] if best else None
+
+
+def _trt():
+    import tensorrt as trt
+
+    return trt
+
+
+def build_engine(generator: Generator, device: torch.device, profile: ShapeProfile,
+                 workspace_mib: int = 4096, cache_dir: Path = CACHE_DIR) -> Path:
+    """Build (or reuse) the FP16 plan for `generator` on `device`; return its path."""
+    reason = unavailable_reason(device)
+    if reason:
+        raise RtsrError(f"cannot build a TensorRT engine: {reason}")
+    trt = _trt()
+    props = torch.cuda.get_device_properties(device)
+    key = engine_key(model_hash(generator), props.name, (props.major, props.minor), trt.__version__, "fp16", profile)
+    plan_path = cache_dir / key
+    if plan_path.is_file():
+        log.info("engine cache hit: %s", plan_path.name)
+        return plan_path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(export_onnx(generator, fp16=True)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RtsrError(f"TensorRT could not parse the exported model: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+    opt_profile = builder.create_optimization_profile()
+    opt_profile.set_shape(INPUT, (profile.min[0], 3, *profile.min[1:]), (profile.opt[0], 3, *profile.opt[1:]),
+                          (profile.max[0], 3, *profile.max[1:]))
+    config.add_optimization_profile(opt_profile)
+    timing_path = cache_dir / f"timing_{re.sub(r'[^A-Za-z0-9]+', '-', props.name)}_trt{trt.__version__}.cache"
+    timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
+    config.set_timing_cache(timing, ignore_mismatch=False)
+    log.info("building TensorRT engine %s (this takes minutes)", key)
+    with torch.cuda.device(device):
+        plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise RtsrError("TensorRT failed to build the engine (see the log above)")
+    tmp = plan_path.with_suffix(".tmp")
+    tmp.write_bytes(bytes(plan))
+    tmp.replace(plan_path)
+    timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return plan_path
+
+
+class TensorRTBackend:
+    """Runs a cached FP16 plan with execute_async_v3 on torch CUDA tensors: no host round trip."""
+
+    name = "tensorrt"
+
+    def __init__(self, generator: Generator, device: torch.device, profile: ShapeProfile | None = None,
+                 **_: object) -> None:
+        trt = _trt()
+        self.device, self.scale, self.dtype = device, generator.scale, torch.float16
+        self.profile = profile or ShapeProfile.from_sizes("64x64", "480x270", "960x540", 4)
+        plan = build_engine(generator, device, self.profile)
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
+        if self.engine is None:
+            raise RtsrError(f"TensorRT could not load {plan.name}; delete it to rebuild")
+        self._contexts: dict[int, object] = {}  # one execution context per CUDA stream
+
+    def _context(self, stream: torch.cuda.Stream):
+        ctx = self._contexts.get(stream.cuda_stream)
+        if ctx is None:
+            ctx = self._contexts[stream.cuda_stream] = self.engine.create_execution_context()
+        return ctx
+
+    def run(self, x: torch.Tensor, stream: "torch.cuda.Stream | None" = None) -> torch.Tensor:
+        n, _, h, w = x.shape
+        if not self.profile.covers(n, h, w):
+            # the Upscaler tiles frames to its tile size; a caller that did not is told how
+            raise RtsrError(f"input {n}x{h}x{w} is outside the engine profile {self.profile}; "
+                            f"lower --tile or --batch, or rebuild with a larger --max")
+        stream = stream or torch.cuda.current_stream(self.device)
+        x = x.to(device=self.device, dtype=torch.float16).contiguous()
+        y = torch.empty((n, 3, h * self.scale, w * self.scale), device=self.device, dtype=torch.float16)
+        ctx = self._context(stream)
+        ctx.set_input_shape(INPUT, tuple(x.shape))
+        ctx.set_tensor_address(INPUT, x.data_ptr())
+        ctx.set_tensor_address(OUTPUT, y.data_ptr())
+        if not ctx.execute_async_v3(stream.cuda_stream):
+            raise RtsrError("TensorRT execution failed")
+        return y
+
+
+def build_engine_cli(args: argparse.Namespace) -> int:
+    """`rtsr build-engine`: one line of error where TensorRT or a GPU is missing."""
+    device = resolve_device(args.device)
+    reason = unavailable_reason(device)
+    if reason:
+        raise RtsrError(f"cannot build a TensorRT engine: {reason}")
+    generator, card = load_weights(resolve_model(args.model or "srgan-x4"))
+    profile = ShapeProfile.from_sizes(args.min_shape, args.opt_shape, args.max_shape, args.batch)
+    path = build_engine(generator, device, profile, args.workspace)
+    print(f"{card.name}: {path}")
+    return 0

@@ -1,0 +1,44 @@
+"""What this machine can run: versions, devices, and each backend's availability with its reason."""
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+import torch
+
+from rtsr.backends import BACKENDS, unavailable_reason
+from rtsr.devices import cuda_unavailable_reason, resolve_device
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def collect_info() -> dict[str, str]:
+    from rtsr import __version__
+
+    cuda_reason = cuda_unavailable_reason()
+    info = {
+        "rtsr": __version__,
+        "python": platform.python_version(),
+        "torch": f"{torch.__version__} (CUDA {torch.version.cuda or 'none'})",
+        "av (PyAV)": _version("av"),
+        "opencv": _version("opencv-python") if _version("opencv-python") != "not installed"
+        else _version("opencv-python-headless"),
+        "tensorrt": _version("tensorrt") if _version("tensorrt") != "not installed" else _version("tensorrt-cu12"),
+        "onnxruntime": _version("onnxruntime"),
+        "cpu": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "cuda": "available" if cuda_reason is None else f"unavailable: {cuda_reason}",
+    }
+    if cuda_reason is None:
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            info[f"gpu {i}"] = f"{p.name}, sm_{p.major}{p.minor}, {p.total_memory / 2**30:.0f} GiB"
+    device = resolve_device(None)
+    for name in BACKENDS:
+        reason = unavailable_reason(name, device)
+        info[f"backend {name}"] = f"ready on {device}" if reason is None else f"unavailable: {reason}"
+    return info

@@ -1,0 +1,32 @@
+"""Runtime settings (configs/runtime.yaml) as a typed dataclass."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from rtsr.errors import RtsrError
+
+RUNTIME_YAML = Path(__file__).resolve().parent / "configs" / "runtime.yaml"
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    model: str = "srgan-x4"
+    tile: int = 384
+    tile_overlap: int | None = None
+    batch: dict[str, int] = field(default_factory=lambda: {"cpu": 1, "cuda": 8})
+    queue_frames: int = 16
+
+    def batch_for(self, device_type: str) -> int:
+        return int(self.batch.get(device_type, 1))
+
+
+def load_settings(path: Path = RUNTIME_YAML) -> RuntimeSettings:
+    with Path(path).open() as fh:
+        data = yaml.safe_load(fh) or {}
+    unknown = set(data) - {f.name for f in fields(RuntimeSettings)}
+    if unknown:
+        raise RtsrError(f"{path}: unknown settings {sorted(unknown)}")
+    return RuntimeSettings(**data)

@@ -1,0 +1,101 @@
+"""`rtsr.Upscaler`: the API a host program calls every frame.
+
+It owns what every backend would otherwise repeat: host/device conversion, batching and
+tiling. A backend owns only how to run the network.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import overload
+
+import numpy as np
+import torch
+
+from rtsr.backends import Backend, create_backend
+from rtsr.devices import resolve_device
+from rtsr.errors import RtsrError
+from rtsr.models.weights import ModelCard, load_weights, resolve_model
+from rtsr.settings import RuntimeSettings, load_settings
+from rtsr.tiling import receptive_radius, upscale_tiled
+
+log = logging.getLogger(__name__)
+
+
+class Upscaler:
+    """Upscale RGB frames with a shipped (or given) SRGAN generator.
+
+    >>> up = Upscaler("srgan-x4-lite", device="cpu")
+    >>> up(np.zeros((90, 160, 3), np.uint8)).shape
+    (360, 640, 3)
+
+    Numpy frames (H x W x 3 or N x H x W x 3, uint8 RGB) come back as numpy uint8; torch tensors
+    (3 x H x W or N x 3 x H x W, float in [0, 1]) come back as tensors of the same dtype on the
+    same device, without a host round trip when they already are on the upscaler's device.
+    """
+
+    def __init__(self, model: str | Path | None = None, backend: str = "auto",
+                 device: str | torch.device | None = None, tile: int | None = None,
+                 tile_overlap: int | None = None, batch: int | None = None,
+                 settings: RuntimeSettings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.weights_path = resolve_model(model or self.settings.model)
+        generator, self.card = load_weights(self.weights_path)
+        self.device = resolve_device(device)
+        self.backend: Backend = create_backend(backend, generator, self.device, weights_path=self.weights_path)
+        self.scale = generator.scale
+        self.tile = tile or self.settings.tile
+        if self.tile < 16:
+            raise RtsrError(f"tile size {self.tile} is too small (16 pixels at least)")
+        self.tile_overlap = tile_overlap if tile_overlap is not None else (
+            self.settings.tile_overlap if self.settings.tile_overlap is not None else receptive_radius(generator.config))
+        self.batch = batch or self.settings.batch_for(self.device.type)
+        log.info("model %s (x%d) on %s via %s, tile %d+%d, batch %d", self.card.name, self.scale, self.device,
+                 self.backend.name, self.tile, self.tile_overlap, self.batch)
+
+    @property
+    def model_card(self) -> ModelCard:
+        return self.card
+
+    @torch.inference_mode()
+    def upscale_tensor(self, x: torch.Tensor, stream: "torch.cuda.Stream | None" = None) -> torch.Tensor:
+        """N x 3 x H x W in [0, 1] on self.device -> N x 3 x sH x sW in the backend's dtype."""
+        x = x.to(self.backend.dtype)
+        parts = [upscale_tiled(lambda t: self.backend.run(t, stream), chunk, self.scale, self.tile, self.tile_overlap)
+                 for chunk in x.split(self.batch)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    @overload
+    def __call__(self, frames: np.ndarray) -> np.ndarray: ...
+    @overload
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor: ...
+
+    def __call__(self, frames: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        if isinstance(frames, torch.Tensor):
+            return self._call_tensor(frames)
+        if isinstance(frames, np.ndarray):
+            return self._call_numpy(frames)
+        raise RtsrError(f"Upscaler takes a numpy array or a torch tensor, not {type(frames).__name__}")
+
+    @torch.inference_mode()
+    def _call_tensor(self, frames: torch.Tensor) -> torch.Tensor:
+        single = frames.ndim == 3
+        x = frames[None] if single else frames
+        if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
+            raise RtsrError(f"tensor frames must be float (N x) 3 x H x W, got {tuple(frames.shape)} {frames.dtype}")
+        y = self.upscale_tensor(x.to(self.device, non_blocking=True)).to(device=frames.device, dtype=frames.dtype)
+        return y[0] if single else y
+
+    @torch.inference_mode()
+    def _call_numpy(self, frames: np.ndarray) -> np.ndarray:
+        single = frames.ndim == 3
+        x = frames[None] if single else frames
+        if x.ndim != 4 or x.shape[3] != 3 or x.dtype != np.uint8:
+            raise RtsrError(f"numpy frames must be uint8 (N x) H x W x 3 RGB, got {frames.shape} {frames.dtype}")
+        host = torch.from_numpy(np.ascontiguousarray(x))
+        if self.device.type == "cuda":
+            host = host.pin_memory()
+        dev = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        y = self.upscale_tensor(dev.to(self.backend.dtype).div_(255))
+        out = y.mul_(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return out[0] if single else out

@@ -1,0 +1,115 @@
+"""`rtsr upscale` on images, and the one-line errors a user can cause."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from rtsr.cli import main
+
+
+def write_png(path: Path, h: int = 24, w: int = 32) -> np.ndarray:
+    rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return rgb
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".bmp"])
+def test_upscale_image_default_name_and_format(tmp_path: Path, tiny_weights: Path, suffix: str) -> None:
+    src = tmp_path / f"pic{suffix}"
+    write_png(src)
+    assert main(["upscale", str(src), "--model", str(tiny_weights), "--device", "cpu"]) == 0
+    out = tmp_path / f"pic_x4{suffix}"
+    img = cv2.imread(str(out))
+    assert img is not None and img.shape == (96, 128, 3)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_alpha_channel_survives(tmp_path: Path, tiny_weights: Path) -> None:
+    src = tmp_path / "rgba.png"
+    rgba = np.full((10, 12, 4), 200, np.uint8)
+    rgba[..., 3] = 77
+    cv2.imwrite(str(src), rgba)
+    assert main(["upscale", str(src), "--model", str(tiny_weights), "--device", "cpu"]) == 0
+    out = cv2.imread(str(tmp_path / "rgba_x4.png"), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (40, 48, 4) and int(out[..., 3].mean()) == 77
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rtsr", *args], capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("rtsr: error:") and fragment in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_input(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("upscale", str(tmp_path / "nope.png")), "not found")
+
+
+def test_unreadable_image(tmp_path: Path, tiny_weights: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png at all")
+    assert_one_line_error(run_cli("upscale", str(bad), "--model", str(tiny_weights)), "cannot read")
+    assert not (tmp_path / "bad_x4.png").exists()
+
+
+def test_unknown_model(tmp_path: Path) -> None:
+    src = tmp_path / "a.png"
+    write_png(src)
+    assert_one_line_error(run_cli("upscale", str(src), "--model", "no-such-model"), "unknown model")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_without_gpu(tmp_path: Path, tiny_weights: Path) -> None:
+    src = tmp_path / "a.png"
+    write_png(src)
+    proc = run_cli("upscale", str(src), "--model", str(tiny_weights), "--device", "cuda")
+    assert_one_line_error(proc, "cuda")
+    assert not (tmp_path / "a_x4.png").exists()
+
+
+def test_existing_output_needs_overwrite(tmp_path: Path, tiny_weights: Path) -> None:
+    src = tmp_path / "a.png"
+    write_png(src)
+    out = tmp_path / "a_x4.png"
+    out.write_bytes(b"keep me")
+    assert_one_line_error(run_cli("upscale", str(src), "--model", str(tiny_weights)), "--overwrite")
+    assert out.read_bytes() == b"keep me"
+    assert main(["upscale", str(src), "--model", str(tiny_weights), "--overwrite", "--device", "cpu"]) == 0
+    assert cv2.imread(str(out)).shape == (96, 128, 3)
+
+
+def test_output_equal_to_input_is_refused(tmp_path: Path, tiny_weights: Path) -> None:
+    src = tmp_path / "a.png"
+    original = write_png(src)
+    proc = run_cli("upscale", str(src), "-o", str(src), "--model", str(tiny_weights), "--overwrite")
+    assert_one_line_error(proc, "is the input")
+    np.testing.assert_array_equal(cv2.cvtColor(cv2.imread(str(src)), cv2.COLOR_BGR2RGB), original)
+
+
+def test_build_engine_without_tensorrt_or_gpu() -> None:
+    try:
+        import tensorrt  # noqa: F401
+        if torch.cuda.is_available():
+            pytest.skip("this machine can build engines")
+    except ImportError:
+        pass
+    proc = run_cli("build-engine", "--model", "srgan-x4-lite")
+    assert_one_line_error(proc, "")
+    assert "TensorRT" in proc.stderr or "cuda" in proc.stderr.lower()
+
+
+def test_info_reports_backends() -> None:
+    proc = run_cli("info")
+    assert proc.returncode == 0
+    assert "backend torch:" in proc.stdout and "backend tensorrt:" in proc.stdout

@@ -1,0 +1,90 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rtsr import RtsrError, Upscaler
+from rtsr.tiling import tile_spans
+
+
+def test_numpy_single_and_batch(tiny_weights: Path) -> None:
+    up = Upscaler(tiny_weights, device="cpu")
+    frame = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    out = up(frame)
+    assert out.shape == (120, 160, 3) and out.dtype == np.uint8
+    batch = up(np.stack([frame, frame[::-1].copy(), frame]))
+    assert batch.shape == (3, 120, 160, 3)
+    np.testing.assert_array_equal(batch[0], out)
+    np.testing.assert_array_equal(batch[2], out)
+
+
+def test_tensor_in_tensor_out_same_dtype(tiny_weights: Path) -> None:
+    up = Upscaler(tiny_weights, device="cpu")
+    x = torch.rand(2, 3, 12, 16, dtype=torch.float64)
+    y = up(x)
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.float64 and y.shape == (2, 3, 48, 64)
+    assert y.min() >= 0 and y.max() <= 1
+    assert up(x[0]).shape == (3, 48, 64)
+
+
+def test_numpy_and_tensor_paths_agree(tiny_weights: Path) -> None:
+    up = Upscaler(tiny_weights, device="cpu")
+    frame = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    via_tensor = up(torch.from_numpy(frame).permute(2, 0, 1).float() / 255)
+    expected = (via_tensor.permute(1, 2, 0) * 255).round().byte().numpy()
+    np.testing.assert_array_equal(up(frame), expected)
+
+
+def test_tiled_equals_untiled(tiny_weights: Path) -> None:
+    whole = Upscaler(tiny_weights, device="cpu", tile=4096)
+    tiled = Upscaler(tiny_weights, device="cpu", tile=24)
+    x = torch.rand(1, 3, 70, 90)
+    a, b = whole(x), tiled(x)
+    assert (a - b).abs().max().item() < 1e-5
+
+
+def test_tiles_without_overlap_show_seams(tiny_weights: Path) -> None:
+    """The overlap is what makes tiling exact: without it the joins differ."""
+    x = torch.rand(1, 3, 70, 90)
+    exact = Upscaler(tiny_weights, device="cpu", tile=4096)(x)
+    seamed = Upscaler(tiny_weights, device="cpu", tile=24, tile_overlap=0)(x)
+    assert (exact - seamed).abs().max().item() > 1e-3
+
+
+@pytest.mark.parametrize("length,tile", [(70, 24), (24, 24), (25, 24), (1, 24)])
+def test_tile_spans_cover_exactly(length: int, tile: int) -> None:
+    spans = list(tile_spans(length, tile))
+    assert spans[0][0] == 0 and spans[-1][1] == length
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert all(0 < e - s <= tile for s, e in spans)
+
+
+def test_bad_inputs_are_user_errors(tiny_weights: Path) -> None:
+    up = Upscaler(tiny_weights, device="cpu")
+    with pytest.raises(RtsrError):
+        up(np.zeros((10, 10, 4), np.uint8))
+    with pytest.raises(RtsrError):
+        up(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(RtsrError):
+        up([1, 2, 3])  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_without_gpu_is_a_clear_error(tiny_weights: Path) -> None:
+    with pytest.raises(RtsrError, match="cuda"):
+        Upscaler(tiny_weights, device="cuda")
+
+
+def test_tensorrt_without_tensorrt_is_a_clear_error(tiny_weights: Path) -> None:
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(RtsrError, match="tensorrt"):
+        Upscaler(tiny_weights, backend="tensorrt", device="cpu")
+
+
+def test_auto_backend_falls_back_to_torch_on_cpu(tiny_weights: Path) -> None:
+    assert Upscaler(tiny_weights, backend="auto", device="cpu").backend.name == "torch"
