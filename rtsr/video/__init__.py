@@ -1,0 +1,1 @@
+"""Video in, video out: reader (demux + decode), pipeline (device stages), writer (encode + mux)."""

@@ -1,0 +1,94 @@
+"""YUV 4:2:0 <-> RGB on the device, from the stream's colour tags.
+
+Done on the device because it is almost free there, while a 4K rgb24 round trip through
+libswscale costs tens of milliseconds of CPU per frame. Chroma is treated as MPEG-2/H.264
+"left" sited (co-sited horizontally with even luma columns, centred vertically), which is what
+libx264 writes and players assume for 4:2:0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# AVColorSpace / AVColorRange values as FFmpeg (and PyAV) number them
+SPACE_BT709, SPACE_UNSPECIFIED, SPACE_BT470BG, SPACE_SMPTE170M, SPACE_BT2020_NCL = 1, 2, 5, 6, 9
+RANGE_UNSPECIFIED, RANGE_LIMITED, RANGE_FULL = 0, 1, 2
+# luma coefficients (Kr, Kb) of each matrix
+_KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
+_MATRIX_OF_SPACE = {SPACE_BT709: "bt709", SPACE_BT470BG: "bt601", SPACE_SMPTE170M: "bt601",
+                    SPACE_BT2020_NCL: "bt2020"}
+
+
+@dataclass(frozen=True)
+class ColorSpec:
+    """What the stream's tags say, with defaults filled in the way players fill them."""
+
+    matrix: str            # "bt601", "bt709" or "bt2020"
+    full_range: bool
+    colorspace: int        # tags to write back on the output
+    color_range: int
+    color_primaries: int
+    color_trc: int
+
+    @classmethod
+    def from_tags(cls, colorspace: int, color_range: int, primaries: int, trc: int, height: int) -> "ColorSpec":
+        # untagged: HD and up is BT.709, SD is BT.601 (what players assume)
+        matrix = _MATRIX_OF_SPACE.get(colorspace, "bt709" if height >= 720 else "bt601")
+        return cls(matrix, color_range == RANGE_FULL, colorspace, color_range, primaries, trc)
+
+
+def _coefficients(matrix: str) -> tuple[float, float, float]:
+    kr, kb = _KR_KB[matrix]
+    return kr, 1.0 - kr - kb, kb
+
+
+def yuv420_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, spec: ColorSpec) -> torch.Tensor:
+    """uint8 planes N x H x W, N x H/2 x W/2 (x2) -> float RGB N x 3 x H x W in [0, 1]."""
+    dtype = torch.float16 if y.is_cuda else torch.float32
+    yf, uf, vf = (p.to(dtype) for p in (y, u, v))
+    if spec.full_range:
+        yf, uf, vf = yf / 255, (uf - 128) / 255, (vf - 128) / 255
+    else:
+        yf, uf, vf = (yf - 16) / 219, (uf - 128) / 224, (vf - 128) / 224
+    uv = _upsample_chroma(torch.stack((uf, vf), 1))
+    kr, kg, kb = _coefficients(spec.matrix)
+    cb, cr = uv[:, 0], uv[:, 1]
+    r = yf + 2 * (1 - kr) * cr
+    b = yf + 2 * (1 - kb) * cb
+    g = (yf - kr * r - kb * b) / kg
+    return torch.stack((r, g, b), 1).clamp_(0, 1)
+
+
+def rgb_to_yuv420(rgb: torch.Tensor, spec: ColorSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """float RGB N x 3 x H x W in [0, 1] -> uint8 planes Y (N x H x W), U, V (N x H/2 x W/2)."""
+    kr, kg, kb = _coefficients(spec.matrix)
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    yf = kr * r + kg * g + kb * b
+    uv = torch.stack(((b - yf) / (2 * (1 - kb)), (r - yf) / (2 * (1 - kr))), 1)
+    uv = _downsample_chroma(uv)
+    if spec.full_range:
+        yq, uvq = yf * 255, uv * 255 + 128
+    else:
+        yq, uvq = yf * 219 + 16, uv * 224 + 128
+    to_u8 = lambda t: t.round_().clamp_(0, 255).to(torch.uint8)  # noqa: E731
+    uvq = to_u8(uvq)
+    return to_u8(yq), uvq[:, 0], uvq[:, 1]
+
+
+def _upsample_chroma(c: torch.Tensor) -> torch.Tensor:
+    """N x 2 x h x w -> N x 2 x 2h x 2w for left-sited 4:2:0 chroma (linear interpolation)."""
+    # horizontal: even output columns sit on a chroma sample, odd ones halfway to the next
+    right = torch.cat((c[..., 1:], c[..., -1:]), -1)
+    c = torch.stack((c, (c + right) / 2), -1).flatten(-2)
+    # vertical: chroma rows sit between luma rows 2j and 2j+1 -> weights 3/4 and 1/4
+    up = torch.cat((c[..., :1, :], c[..., :-1, :]), -2)
+    down = torch.cat((c[..., 1:, :], c[..., -1:, :]), -2)
+    return torch.stack((0.75 * c + 0.25 * up, 0.75 * c + 0.25 * down), -2).flatten(-3, -2)
+
+
+def _downsample_chroma(c: torch.Tensor) -> torch.Tensor:
+    """N x 2 x H x W -> N x 2 x H/2 x W/2: [1 2 1]/4 around even columns, mean of row pairs."""
+    c = (c[..., 0::2, :] + c[..., 1::2, :]) / 2
+    left = torch.cat((c[..., :1], c[..., 1:-1:2]), -1)
+    return (left + 2 * c[..., 0::2] + c[..., 1::2]) / 4

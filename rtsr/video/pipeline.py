@@ -1,0 +1,220 @@
+"""The frame path of `rtsr upscale video.mp4`: reader -> device stage -> writer.
+
+    reader thread  --(bounded queue)-->  device stage (this thread)  --(bounded queue)-->  writer thread
+    demux + decode                       upload, yuv->rgb, model,                          encode + mux
+    copied packets ---------------------------------------------------------------------> stream copy
+
+On CUDA the device stage overlaps its three parts on three streams (upload, compute,
+download) ordered by events, through pinned host buffers allocated once per shape and recycled
+by the writer; on the CPU the same stages run in order.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import queue
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from rtsr.errors import RtsrError
+from rtsr.paths import atomic_output, check_output, default_output
+from rtsr.upscaler import Upscaler
+from rtsr.video.color import rgb_to_yuv420, yuv420_to_rgb
+from rtsr.video.reader import END, PacketItem, VideoInfo, VideoItem, VideoReader
+from rtsr.video.writer import EncodeOptions, FrameBatch, VideoWriter
+
+log = logging.getLogger(__name__)
+# containers that cannot hold the default H.264 output get Matroska instead
+_H264_UNFRIENDLY = {".webm", ".ogv", ".gif"}
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    encode: EncodeOptions = EncodeOptions()
+    batch: int | None = None
+    start: float | None = None
+    end: float | None = None
+    max_frames: int | None = None
+
+
+@dataclass
+class VideoStats:
+    frames: int = 0
+    seconds: float = 0.0
+    skipped_packets: int = 0
+    skipped_frames: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+class DeviceStage:
+    """Upload -> yuv->rgb -> upscale -> rgb->yuv -> download, for one batch of frames.
+
+    Host buffers are pinned on CUDA and recycled through `free` slots: the writer releases a
+    slot once it has encoded the frames in it, which also bounds the frames in flight.
+    """
+
+    SLOTS = 3
+
+    def __init__(self, upscaler: Upscaler, info: VideoInfo, batch: int) -> None:
+        self.upscaler, self.info, self.batch = upscaler, info, batch
+        self.device = upscaler.device
+        self.cuda = self.device.type == "cuda"
+        h, w, s = info.height, info.width, upscaler.scale
+        self.in_size, self.out_size = h * w * 3 // 2, h * s * w * s * 3 // 2
+        pin = self.cuda
+        self.in_host = [torch.empty((batch, self.in_size), dtype=torch.uint8, pin_memory=pin) for _ in range(self.SLOTS)]
+        self.out_host = [torch.empty((batch, self.out_size), dtype=torch.uint8, pin_memory=pin) for _ in range(self.SLOTS)]
+        self.free: queue.Queue[int] = queue.Queue()
+        for slot in range(self.SLOTS):
+            self.free.put(slot)
+        if self.cuda:
+            self.upload_stream = torch.cuda.Stream(self.device)
+            self.compute_stream = torch.cuda.Stream(self.device)
+            self.download_stream = torch.cuda.Stream(self.device)
+        self.seconds = {"upload": 0.0, "model": 0.0, "colour": 0.0, "download": 0.0}
+
+    def _planes(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h, w = self.info.height, self.info.width
+        n = packed.shape[0]
+        y, u, v = packed.split((h * w, h * w // 4, h * w // 4), dim=1)
+        return y.view(n, h, w), u.view(n, h // 2, w // 2), v.view(n, h // 2, w // 2)
+
+    def _convert_and_upscale(self, packed: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
+        rgb = yuv420_to_rgb(*self._planes(packed), self.info.color)
+        t1 = time.perf_counter()
+        sr = self.upscaler.upscale_tensor(rgb, self.compute_stream if self.cuda else None)
+        t2 = time.perf_counter()
+        out = torch.cat([p.flatten(1) for p in rgb_to_yuv420(sr, self.info.color)], 1)
+        self.seconds["colour"] += (t1 - t0) + (time.perf_counter() - t2)
+        self.seconds["model"] += t2 - t1
+        return out
+
+    @torch.inference_mode()
+    def submit(self, items: list[VideoItem]) -> FrameBatch:
+        slot = self.free.get()
+        n = len(items)
+        t0 = time.perf_counter()
+        host_in = self.in_host[slot][:n]
+        for row, item in zip(host_in, items):
+            row.numpy()[:] = item.yuv.reshape(-1)
+        batch = FrameBatch(packed=self.out_host[slot][:n], pts=[i.pts for i in items], time_base=items[0].time_base,
+                           rotation=items[0].rotation, release=lambda: self.free.put(slot))
+        if not self.cuda:
+            self.seconds["upload"] += time.perf_counter() - t0
+            out = self._convert_and_upscale(host_in)
+            t1 = time.perf_counter()
+            batch.packed.copy_(out)
+            self.seconds["download"] += time.perf_counter() - t1
+            return batch
+        with torch.cuda.stream(self.upload_stream):
+            dev_in = host_in.to(self.device, non_blocking=True)
+            uploaded = torch.cuda.Event()
+            uploaded.record()
+        self.seconds["upload"] += time.perf_counter() - t0
+        self.compute_stream.wait_event(uploaded)
+        dev_in.record_stream(self.compute_stream)
+        with torch.cuda.stream(self.compute_stream):
+            out = self._convert_and_upscale(dev_in)
+            computed = torch.cuda.Event()
+            computed.record()
+        self.download_stream.wait_event(computed)
+        out.record_stream(self.download_stream)
+        with torch.cuda.stream(self.download_stream):
+            batch.packed.copy_(out, non_blocking=True)
+            batch.ready = torch.cuda.Event()
+            batch.ready.record()
+        return batch
+
+
+def _frames_and_packets(reader: VideoReader, writer: VideoWriter, batch: int):
+    """Batches of VideoItems from the reader; packets go straight on to the writer."""
+    pending: list[VideoItem] = []
+    while True:
+        item = reader.queue.get()
+        if item is END:
+            break
+        if isinstance(item, PacketItem):
+            writer.put(item)
+            continue
+        pending.append(item)
+        if len(pending) == batch:
+            yield pending
+            pending = []
+    if reader.error is not None:
+        raise reader.error
+    if pending:
+        yield pending
+
+
+def upscale_video(src: Path, dst: Path, upscaler: Upscaler, job: VideoJob = VideoJob(),
+                  progress=None) -> VideoStats:
+    """Upscale every frame of `src` into `dst` (written atomically); `progress(n)` per batch."""
+    stats = VideoStats()
+    start = time.perf_counter()
+    reader = VideoReader(src, upscaler.settings.queue_frames, job.start, job.end, job.max_frames)
+    try:
+        batch = job.batch or upscaler.batch
+        with atomic_output(dst) as tmp:
+            writer = VideoWriter(tmp, reader.info, reader.container, upscaler.scale, job.encode,
+                                 upscaler.settings.queue_frames, job.start or 0.0)
+            stage = DeviceStage(upscaler, reader.info, batch)
+            reader.start_thread()
+            try:
+                for items in _frames_and_packets(reader, writer, batch):
+                    writer.put(stage.submit(items))
+                    stats.frames += len(items)
+                    if progress:
+                        progress(len(items))
+                if stats.frames == 0:
+                    raise RtsrError(f"{src}: no video frames decoded" + (" in the range asked for" if job.start or job.end else ""))
+                writer.finish()
+            except BaseException:
+                writer.abort()
+                raise
+    finally:
+        reader.stop()
+    stats.seconds = time.perf_counter() - start
+    stats.skipped_packets, stats.skipped_frames = reader.skipped_packets, reader.skipped_frames
+    stats.stage_seconds = {**stage.seconds, "encode+mux": writer.busy_seconds}
+    return stats
+
+
+def default_video_output(src: Path, scale: int, codec: str) -> Path:
+    suffix = ".mkv" if src.suffix.lower() in _H264_UNFRIENDLY and codec != "libsvtav1" else src.suffix
+    return default_output(src, scale, suffix or ".mp4")
+
+
+def upscale_video_cli(args: argparse.Namespace) -> int:
+    """`rtsr upscale VIDEO`: progress bar, one summary line."""
+    from tqdm import tqdm
+
+    src: Path = args.input
+    if args.batch is not None and args.batch < 1:
+        raise RtsrError("--batch must be at least 1")
+    reader_probe = VideoReader(src, 1)  # validates the input before the model is loaded
+    total = reader_probe.info.frames
+    reader_probe.container.close()
+    upscaler = Upscaler(args.model, backend=args.backend, device=args.device, tile=args.tile)
+    dst = args.output or default_video_output(src, upscaler.scale, args.codec)
+    check_output(src, dst, args.overwrite)
+    job = VideoJob(EncodeOptions(args.codec, args.crf, args.preset, args.pix_fmt), args.batch,
+                   args.start, args.end, args.max_frames)
+    if args.max_frames is not None and total:
+        total = min(total, args.max_frames)
+    import sys
+
+    with tqdm(total=total, unit="frame", disable=args.quiet or not sys.stderr.isatty(), dynamic_ncols=True) as bar:
+        stats = upscale_video(src, dst, upscaler, job, progress=bar.update)
+    skipped = (f", skipped {stats.skipped_packets} corrupt packets and {stats.skipped_frames} mistimed frames"
+               if stats.skipped_packets or stats.skipped_frames else "")
+    print(f"{dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.2f} fps end to end, "
+          f"{upscaler.card.name} x{upscaler.scale} via {upscaler.backend.name} on {upscaler.device}){skipped}")
+    return 0

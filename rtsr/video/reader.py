@@ -1,0 +1,187 @@
+"""Demux + decode in a thread: video frames as YUV 4:2:0 planes, every other packet as is.
+
+One `VideoItem` per decoded frame carries what the rest of the path needs (planes, pts,
+time base, colour); audio/subtitle/data packets travel beside them untouched for stream copy.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from rtsr.errors import RtsrError
+from rtsr.video.color import ColorSpec
+
+log = logging.getLogger(__name__)
+END = object()  # end-of-stream marker on the queue
+
+
+@dataclass
+class VideoItem:
+    """One decoded frame: Y, U, V planes packed as in PyAV's yuv420p ndarray (H*3/2 x W)."""
+
+    yuv: np.ndarray
+    pts: int
+    time_base: Fraction
+    rotation: int = 0  # display rotation in degrees, from the frame's display matrix
+
+
+@dataclass
+class PacketItem:
+    """A packet of a copied (non-video) stream, by input stream index."""
+
+    packet: av.Packet
+    stream_index: int
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the reader learned about the input, for the pipeline and writer."""
+
+    width: int
+    height: int
+    time_base: Fraction
+    average_rate: Fraction | None
+    frames: int | None          # estimate for the progress bar, if the container knows
+    color: ColorSpec
+    copy_streams: tuple[int, ...]
+
+
+def open_input(path: Path) -> av.container.InputContainer:
+    """Open a media file, turning PyAV's errors into one readable line."""
+    if not path.is_file():
+        raise RtsrError(f"input not found: {path}")
+    try:
+        return av.open(str(path), mode="r")
+    except av.error.InvalidDataError:
+        raise RtsrError(f"{path} is not a video file (or it is corrupt)") from None
+    except av.error.FFmpegError as exc:
+        raise RtsrError(f"cannot open {path}: {exc.strerror or exc}") from None
+
+
+class VideoReader:
+    """Decodes `path` on a background thread into a bounded queue of Video/PacketItems."""
+
+    def __init__(self, path: Path, queue_size: int, start: float | None = None, end: float | None = None,
+                 max_frames: int | None = None) -> None:
+        self.path = path
+        self.container = open_input(path)
+        video_streams = self.container.streams.video
+        if not video_streams:
+            self.container.close()
+            raise RtsrError(f"{path} has no video stream")
+        self.stream = video_streams[0]
+        ctx = self.stream.codec_context
+        if ctx is None or av.codec.Codec(self.stream.codec_context.name, "r") is None:
+            raise RtsrError(f"{path}: no decoder for video codec '{self.stream.codec_context.name}'")
+        self.stream.thread_type = "AUTO"
+        w, h = ctx.width, ctx.height
+        if w % 2 or h % 2 or w == 0 or h == 0:
+            self.container.close()
+            raise RtsrError(f"{path}: frame size {w}x{h} is not supported (width and height must be even)")
+        self.start, self.end, self.max_frames = start, end, max_frames
+        self.info = VideoInfo(
+            width=w, height=h, time_base=self.stream.time_base, average_rate=self.stream.average_rate,
+            frames=self._frame_estimate(),
+            color=ColorSpec.from_tags(ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc, h),
+            copy_streams=tuple(s.index for s in self.container.streams
+                               if s.index != self.stream.index and s.type in ("audio", "subtitle", "data")),
+        )
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.skipped_packets = 0
+        self.skipped_frames = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rtsr-reader", daemon=True)
+
+    def _frame_estimate(self) -> int | None:
+        s = self.stream
+        if s.frames and self.start is None and self.end is None and self.max_frames is None:
+            return s.frames
+        duration = float(s.duration * s.time_base) if s.duration else (
+            self.container.duration / av.time_base if self.container.duration else None)
+        if duration is None or not s.average_rate:
+            return self.max_frames
+        span = min(duration, self.end or duration) - (self.start or 0)
+        estimate = max(0, round(span * float(s.average_rate)))
+        return min(estimate, self.max_frames) if self.max_frames else estimate
+
+    def start_thread(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                self._thread.join(0.05)
+        self.container.close()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _in_range(self, seconds: float) -> int:
+        """-1 before the range, 0 inside, 1 after."""
+        if self.start is not None and seconds < self.start:
+            return -1
+        if self.end is not None and seconds >= self.end:
+            return 1
+        return 0
+
+    def _run(self) -> None:
+        try:
+            self._decode_all()
+        except BaseException as exc:  # handed to the main thread, which raises it
+            self.error = exc
+        finally:
+            self._put(END)
+
+    def _decode_all(self) -> None:
+        if self.start:
+            self.container.seek(int(self.start / self.stream.time_base), stream=self.stream, backward=True)
+        streams = [self.stream] + [self.container.streams[i] for i in self.info.copy_streams]
+        emitted, last_pts = 0, None
+        for packet in self.container.demux(streams):
+            if self._stop.is_set():
+                return
+            if packet.stream.index != self.stream.index:
+                if packet.pts is not None and self._in_range(float(packet.pts * packet.time_base)) != 0:
+                    continue
+                if packet.size and not self._put(PacketItem(packet, packet.stream.index)):
+                    return
+                continue
+            # packet.size == 0 is the demuxer's final flush packet: decoding it drains the decoder
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                self.skipped_packets += 1
+                log.warning("skipped a corrupt video packet at pts %s", packet.pts)
+                continue
+            for frame in frames:
+                if frame.pts is None or (last_pts is not None and frame.pts <= last_pts):
+                    # damaged streams can repeat or reorder timestamps; encoders need them increasing
+                    self.skipped_frames += 1
+                    continue
+                where = self._in_range(float(frame.pts * frame.time_base))
+                if where < 0:
+                    continue
+                if where > 0 or (self.max_frames is not None and emitted >= self.max_frames):
+                    return
+                if frame.format.name != "yuv420p":
+                    frame = frame.reformat(format="yuv420p")
+                if not self._put(VideoItem(frame.to_ndarray(), frame.pts, frame.time_base, int(frame.rotation))):
+                    return
+                emitted, last_pts = emitted + 1, frame.pts

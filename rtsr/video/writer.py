@@ -1,0 +1,215 @@
+"""Encode + mux in a thread: upscaled YUV frames with the input's pts, other streams copied.
+
+Frames keep the input's timestamps and time base, so variable frame rate and the duration
+survive; audio, subtitle and data packets are stream-copied, never re-encoded.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from rtsr.errors import RtsrError
+from rtsr.video.color import ColorSpec
+from rtsr.video.reader import END, PacketItem, VideoInfo
+
+log = logging.getLogger(__name__)
+DEFAULT_RATE = Fraction(30)
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "veryfast"
+    pix_fmt: str = "yuv420p"
+
+    def codec_options(self) -> dict[str, str]:
+        """Quality/speed options in the names each encoder family uses."""
+        if self.codec.endswith("_nvenc"):
+            return {"cq": str(self.crf), "preset": self.preset if self.preset.startswith("p") else "p4"}
+        if self.codec == "libsvtav1":
+            return {"crf": str(self.crf), **({"preset": self.preset} if self.preset.isdigit() else {})}
+        if self.codec in ("libx264", "libx265"):
+            return {"crf": str(self.crf), "preset": self.preset}
+        return {}
+
+
+def check_encoder(name: str) -> None:
+    try:
+        codec = av.codec.Codec(name, "w")
+    except (av.codec.codec.UnknownCodecError, ValueError):
+        raise RtsrError(f"encoder '{name}' is not available in this FFmpeg build") from None
+    if codec.type != "video":
+        raise RtsrError(f"'{name}' is not a video encoder")
+
+
+@dataclass
+class FrameBatch:
+    """Upscaled frames packed as yuv420p (N x sH*sW*3/2 uint8), ready once `ready` is done."""
+
+    packed: torch.Tensor
+    pts: list[int]
+    time_base: Fraction
+    rotation: int
+    ready: "torch.cuda.Event | None" = None
+    release: Callable[[], None] = field(default=lambda: None)
+
+
+class VideoWriter:
+    """Consumes FrameBatch/PacketItem from a bounded queue on its own thread."""
+
+    def __init__(self, path: Path, info: VideoInfo, source: av.container.InputContainer, scale: int,
+                 options: EncodeOptions, queue_size: int, offset_seconds: float = 0.0) -> None:
+        check_encoder(options.codec)
+        self.width, self.height = info.width * scale, info.height * scale
+        self.color: ColorSpec = info.color
+        self.offset = Fraction(offset_seconds).limit_denominator(10**6)
+        self.options = options
+        try:
+            self.container = av.open(str(path), mode="w")
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise RtsrError(f"cannot write {path.suffix} files: {exc}") from None
+        self.video = self.container.add_stream(options.codec, rate=info.average_rate or DEFAULT_RATE,
+                                               options=options.codec_options())
+        ctx = self.video.codec_context
+        ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, options.pix_fmt
+        ctx.time_base = info.time_base
+        self.video.time_base = info.time_base
+        ctx.colorspace, ctx.color_range = info.color.colorspace, info.color.color_range
+        ctx.color_primaries, ctx.color_trc = info.color.color_primaries, info.color.color_trc
+        self.copied: dict[int, av.stream.Stream] = {}
+        for index in info.copy_streams:
+            template = source.streams[index]
+            try:
+                self.copied[index] = self.container.add_stream_from_template(template)
+            except (av.error.FFmpegError, ValueError) as exc:
+                log.warning("dropping %s stream #%d (%s): %s cannot hold it (%s)", template.type, index,
+                            template.codec_context.name if template.codec_context else "?", path.suffix, exc)
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.frames_written = 0
+        self.busy_seconds = 0.0
+        self.error: BaseException | None = None
+        self._pending: list[PacketItem] = []  # copied packets held until the video stream is set up
+        self._started = False
+        self._thread = threading.Thread(target=self._run, name="rtsr-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, item: object) -> None:
+        """Queue an item; raise the writer's own error instead of blocking on a dead writer."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        """Flush the encoder, write the trailer and close; raise any error the thread had."""
+        self.put(END)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def abort(self) -> None:
+        """Stop without finishing the file (it is deleted by the caller)."""
+        if self._thread.is_alive():
+            while True:
+                try:
+                    self.queue.put_nowait(END)
+                    break
+                except queue.Full:
+                    try:
+                        self.queue.get_nowait()
+                    except queue.Empty:
+                        pass
+            self._thread.join(5)
+        try:
+            self.container.close()
+        except av.error.FFmpegError:
+            pass
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self.queue.get()
+                if item is END:
+                    break
+                start = time.perf_counter()
+                if isinstance(item, FrameBatch):
+                    self._write_frames(item)
+                else:
+                    self._write_packet(item)
+                self.busy_seconds += time.perf_counter() - start
+            for packet in self.video.encode(None):
+                self.container.mux(packet)
+            self._flush_pending()
+            self.container.close()
+        except BaseException as exc:  # raised in the main thread by put()/finish()
+            self.error = exc
+            # drain so a producer blocked on put() sees the error
+            while True:
+                try:
+                    item = self.queue.get(timeout=0.5)
+                except queue.Empty:
+                    break
+                if isinstance(item, FrameBatch):
+                    item.release()
+                if item is END:
+                    break
+
+    def _ticks(self, time_base: Fraction) -> int:
+        return round(self.offset / time_base)
+
+    def _write_frames(self, batch: FrameBatch) -> None:
+        if not self._started:
+            if batch.rotation:
+                self.video.set_display_rotation(batch.rotation)
+            self._started = True
+        if batch.ready is not None:
+            batch.ready.synchronize()
+        packed: np.ndarray = batch.packed.numpy()
+        shift = self._ticks(batch.time_base)
+        try:
+            for row, pts in zip(packed, batch.pts):
+                frame = av.VideoFrame.from_ndarray(row.reshape(self.height * 3 // 2, self.width), format="yuv420p")
+                frame.colorspace, frame.color_range = self.color.colorspace, self.color.color_range
+                if self.options.pix_fmt != "yuv420p":
+                    frame = frame.reformat(format=self.options.pix_fmt)
+                frame.pts, frame.time_base = pts - shift, batch.time_base
+                for packet in self.video.encode(frame):
+                    self.container.mux(packet)
+                self.frames_written += 1
+        finally:
+            batch.release()
+        self._flush_pending()
+
+    def _write_packet(self, item: PacketItem) -> None:
+        if item.stream_index not in self.copied:
+            return
+        self._pending.append(item)
+        if self._started:
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        for item in self._pending:
+            packet = item.packet
+            shift = self._ticks(packet.time_base)
+            if packet.pts is not None:
+                packet.pts -= shift
+            if packet.dts is not None:
+                packet.dts -= shift
+            packet.stream = self.copied[item.stream_index]
+            self.container.mux(packet)
+        self._pending.clear()
