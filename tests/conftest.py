@@ -12,9 +12,12 @@ from rtsr.models.weights import ModelCard, save_weights
 
 
 def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
-    """Give every BatchNorm non-trivial statistics so folding is really exercised."""
+    """Give every BatchNorm non-trivial statistics (and every PReLU its own slopes) so folding
+    and export are really exercised."""
     gen = torch.Generator().manual_seed(seed)
     for m in model.modules():
+        if isinstance(m, torch.nn.PReLU):
+            m.weight.data.copy_(torch.rand(m.weight.shape, generator=gen) * 0.5)
         if isinstance(m, torch.nn.BatchNorm2d):
             n = m.num_features
             m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
