@@ -1,6 +1,7 @@
 """Runtime settings (configs/runtime.yaml) as a typed dataclass."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -30,3 +31,11 @@ def load_settings(path: Path = RUNTIME_YAML) -> RuntimeSettings:
     if unknown:
         raise RtsrError(f"{path}: unknown settings {sorted(unknown)}")
     return RuntimeSettings(**data)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x360' -> (640, 360)."""
+    match = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())
+    if not match:
+        raise RtsrError(f"size '{text}' is not WIDTHxHEIGHT (e.g. 640x360)")
+    return int(match[1]), int(match[2])

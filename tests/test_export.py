@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from rtsr.backends.onnx_export import INPUT, export_onnx
-from rtsr.backends.tensorrt import ShapeProfile, engine_key, model_hash, parse_size, select_cached
+from rtsr.backends.tensorrt import ShapeProfile, engine_key, model_hash, select_cached
+from rtsr.settings import parse_size
 from rtsr.errors import RtsrError
 from rtsr.models import fold_batchnorm
 from tests.conftest import make_generator

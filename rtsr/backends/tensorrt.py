@@ -21,6 +21,7 @@ from rtsr.devices import cuda_unavailable_reason, resolve_device
 from rtsr.errors import RtsrError
 from rtsr.models.srgan import Generator
 from rtsr.models.weights import ENGINES_DIR, load_weights, resolve_model
+from rtsr.settings import parse_size
 
 log = logging.getLogger(__name__)
 CACHE_DIR = ENGINES_DIR / "cache"
@@ -61,14 +62,6 @@ class ShapeProfile:
     def from_sizes(cls, min_wh: str, opt_wh: str, max_wh: str, max_batch: int) -> "ShapeProfile":
         (w0, h0), (w1, h1), (w2, h2) = (parse_size(s) for s in (min_wh, opt_wh, max_wh))
         return cls((1, h0, w0), (max(1, max_batch // 2), h1, w1), (max_batch, h2, w2))
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'640x360' -> (640, 360)."""
-    match = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())
-    if not match:
-        raise RtsrError(f"size '{text}' is not WIDTHxHEIGHT (e.g. 640x360)")
-    return int(match[1]), int(match[2])
 
 
 def model_hash(generator: Generator) -> str:
