@@ -1,0 +1,311 @@
+"""How fast is rtsr here? Model-only throughput/latency per backend, size and batch; the whole
+`rtsr upscale` pipeline with its time split by stage; and the baselines a user would otherwise
+use (OpenCV resize, a naive decode->model->encode loop), all in one run.
+
+    python benchmarks/fps.py --quick            # under two minutes on a 2-core CPU
+    python benchmarks/fps.py --json out.json --plot fps.png
+
+Prints a table and writes a JSON record (device, versions, git revision) under
+benchmarks/results/ unless --json says where.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rtsr import Upscaler  # noqa: E402
+from rtsr.backends import BACKENDS, unavailable_reason  # noqa: E402
+from rtsr.models.weights import load_weights, resolve_model, shipped_models  # noqa: E402
+from rtsr.video.pipeline import VideoJob, upscale_video  # noqa: E402
+from rtsr.video.synth import pan_frames, write_clip  # noqa: E402
+
+PHOTO = ROOT / "samples" / "photo.png"
+DEFAULT_SIZES = ("320x180", "480x270", "640x360", "960x540", "1280x720")
+
+
+@dataclass
+class Row:
+    kind: str          # "model", "baseline", "end-to-end"
+    name: str          # backend / method
+    model: str
+    size: str          # input WxH
+    batch: int
+    fps: float
+    ms_per_frame: float
+    p50_ms: float | None = None      # per call (a batch); None where calls are not timed one by one
+    p95_ms: float | None = None
+    spread_pct: float | None = None  # (p95 - p50) / p50
+    peak_mem_mib: float | None = None
+    note: str = ""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def frames_of(size: tuple[int, int], count: int) -> list[np.ndarray]:
+    """`count` RGB frames of `size`, panned across the sample photo (scaled up if needed)."""
+    photo = cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)
+    w, h = size
+    factor = max(1.25 * w / photo.shape[1], 1.25 * h / photo.shape[0], 1.0)
+    if factor > 1:
+        photo = cv2.resize(photo, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    return pan_frames(photo, size, count)
+
+
+def timed_calls(fn, repeats: int, warmup: int, cuda: bool) -> list[float]:
+    """Seconds per call; CUDA calls are timed with events, not host clocks."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def row_from_times(kind: str, name: str, model: str, size: str, batch: int, times: list[float],
+                   peak: float | None = None, note: str = "") -> Row:
+    p50 = statistics.median(times)
+    p95 = float(np.percentile(times, 95))
+    return Row(kind, name, model, size, batch, batch / p50, 1000 * p50 / batch, 1000 * p50, 1000 * p95,
+               100 * (p95 - p50) / p50, peak, note)
+
+
+def bench_model(model: str, backend: str, device: torch.device, size: tuple[int, int], batch: int,
+                repeats: int, warmup: int) -> Row:
+    up = Upscaler(model, backend=backend, device=device, tile=max(size) + 1, batch=batch)
+    x = torch.rand(batch, 3, size[1], size[0], device=device, dtype=up.backend.dtype)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    times = timed_calls(lambda: up.upscale_tensor(x), repeats, warmup, cuda)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
+    label = f"{backend}-{device.type}-{str(up.backend.dtype).removeprefix('torch.')}"
+    return row_from_times("model", label, model, f"{size[0]}x{size[1]}", batch, times, peak)
+
+
+def bench_resize(size: tuple[int, int], scale: int, repeats: int) -> list[Row]:
+    frame = frames_of(size, 1)[0]
+    rows = []
+    for name, interp in (("opencv-bicubic", cv2.INTER_CUBIC), ("opencv-lanczos", cv2.INTER_LANCZOS4)):
+        out = (size[0] * scale, size[1] * scale)
+        times = timed_calls(lambda: cv2.resize(frame, out, interpolation=interp), repeats, 2, False)
+        rows.append(row_from_times("baseline", name, "-", f"{size[0]}x{size[1]}", 1, times))
+    return rows
+
+
+def make_clip(size: tuple[int, int], count: int, folder: Path) -> Path:
+    path = folder / f"bench_{size[0]}x{size[1]}.mp4"
+    write_clip(path, frames_of(size, count), fps=24, audio=True, crf=18)
+    return path
+
+
+def naive_loop(clip: Path, model: str, out: Path) -> tuple[int, float]:
+    """What a user would write first: one frame at a time, rgb24 on the CPU, eager fp32 model
+    (BatchNorm not folded), PyAV encode; returns (frames, seconds)."""
+    generator, _ = load_weights(resolve_model(model))
+    start = time.perf_counter()
+    frames = 0
+    with av.open(str(clip)) as src, av.open(str(out), "w") as dst:
+        stream = dst.add_stream("libx264", rate=24, options={"crf": "18", "preset": "veryfast"})
+        first = True
+        for frame in src.decode(video=0):
+            rgb = frame.to_ndarray(format="rgb24")
+            with torch.no_grad():
+                x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+                y = (generator(x).clamp(0, 1)[0].permute(1, 2, 0) * 255).round().byte().numpy()
+            if first:
+                stream.width, stream.height, stream.pix_fmt = y.shape[1], y.shape[0], "yuv420p"
+                first = False
+            for packet in stream.encode(av.VideoFrame.from_ndarray(y, format="rgb24")):
+                dst.mux(packet)
+            frames += 1
+        for packet in stream.encode(None):
+            dst.mux(packet)
+    return frames, time.perf_counter() - start
+
+
+def bench_end_to_end(model: str, backend: str, device: torch.device, size: tuple[int, int], count: int,
+                     folder: Path, naive: bool) -> tuple[list[Row], dict[str, float]]:
+    clip = make_clip(size, count, folder)
+    up = Upscaler(model, backend=backend, device=device)
+    label = f"{size[0]}x{size[1]}"
+    stats = upscale_video(clip, folder / "rtsr_out.mp4", up, VideoJob())
+    (folder / "rtsr_out.mp4").unlink()
+    rows = [Row("end-to-end", f"rtsr-{backend}-{device.type}", model, label, up.batch, stats.fps,
+                1000 / stats.fps, note=f"{stats.frames} frames")]
+    if naive:
+        frames, seconds = naive_loop(clip, model, folder / "naive_out.mp4")
+        rows.append(Row("end-to-end", "naive-loop-cpu-fp32", model, label, 1, frames / seconds,
+                        1000 * seconds / frames, note=f"{frames} frames"))
+    stages = {k: round(1000 * v / stats.frames, 2) for k, v in stats.stage_seconds.items()}
+    return rows, stages
+
+
+def environment() -> dict[str, str]:
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "absent"
+
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+    except OSError:
+        rev = "unknown"
+    env = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "git": rev,
+           "python": platform.python_version(), "torch": str(torch.__version__), "av": version("av"),
+           "opencv": cv2.__version__, "tensorrt": version("tensorrt"), "cpu": platform.processor() or platform.machine(),
+           "threads": str(torch.get_num_threads()), "device": "cpu"}
+    if torch.cuda.is_available():
+        env["device"] = torch.cuda.get_device_name(0)
+        env["cuda"] = str(torch.version.cuda)
+        try:
+            env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                           capture_output=True, text=True, timeout=10).stdout.strip()
+        except OSError:
+            env["driver"] = "unknown"
+    return env
+
+
+def print_table(rows: list[Row]) -> None:
+    head = f"{'kind':<11} {'name':<26} {'model':<14} {'input':>9} {'batch':>5} {'fps':>9} {'ms/frame':>9} {'p50 ms':>8} {'p95 ms':>8} {'spread':>7} {'peak MiB':>8}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        peak = f"{r.peak_mem_mib:.0f}" if r.peak_mem_mib else "-"
+        fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+        spread = "-" if r.spread_pct is None else f"{r.spread_pct:.0f}%"
+        print(f"{r.kind:<11} {r.name:<26} {r.model:<14} {r.size:>9} {r.batch:>5} {r.fps:>9.2f} {r.ms_per_frame:>9.1f} "
+              f"{fmt(r.p50_ms):>8} {fmt(r.p95_ms):>8} {spread:>7} {peak:>8}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (CPU: < 2 min)")
+    parser.add_argument("--models", nargs="*", help="shipped model names (default: all; --quick: srgan-x4-lite)")
+    parser.add_argument("--sizes", nargs="*", help="input sizes WxH")
+    parser.add_argument("--batches", nargs="*", type=int, help="batch sizes (default 1 2 4 8)")
+    parser.add_argument("--frames", type=int, help="frames in the end-to-end clip")
+    parser.add_argument("--json", type=Path, help="where to write the record")
+    parser.add_argument("--plot", type=Path, help="draw fps against input size (needs matplotlib)")
+    args = parser.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    models = args.models or (["srgan-x4-lite"] if args.quick else list(shipped_models()))
+    sizes = [parse_size(s) for s in (args.sizes or (["160x90"] if args.quick else DEFAULT_SIZES))]
+    batches = args.batches or ([1, 2] if args.quick else [1, 2, 4, 8])
+    repeats, warmup = (5, 1) if args.quick else (20, 3)
+    if device.type == "cpu" and not args.quick and not args.sizes:
+        sizes = sizes[:2]  # the big sizes take minutes per call on a CPU
+    backends = [b for b in BACKENDS if unavailable_reason(b, device) is None]
+    skipped = {b: unavailable_reason(b, device) for b in BACKENDS if b not in backends}
+
+    env = environment()
+    rows: list[Row] = []
+    stages: dict[str, dict[str, float]] = {}
+    for model in models:
+        for size in sizes:
+            for backend in backends:
+                for batch in batches:
+                    try:
+                        rows.append(bench_model(model, backend, device, size, batch, repeats, warmup))
+                    except torch.cuda.OutOfMemoryError:
+                        rows.append(Row("model", backend, model, f"{size[0]}x{size[1]}", batch, 0, 0,
+                                        note="out of memory"))
+                        torch.cuda.empty_cache()
+    scale = load_weights(resolve_model(models[0]))[0].scale
+    for size in sizes:
+        rows.extend(bench_resize(size, scale, repeats))
+    with tempfile.TemporaryDirectory() as tmp:
+        count = args.frames or (12 if args.quick else 48)
+        for model in models:
+            for backend in backends:
+                e2e, split = bench_end_to_end(model, backend, device, sizes[0], count, Path(tmp),
+                                              naive=backend == backends[-1])
+                rows.extend(e2e)
+                stages[f"{model}/{backend}/{sizes[0][0]}x{sizes[0][1]}"] = split
+
+    print(f"device: {env['device']}  torch {env['torch']}  git {env['git']}  {env['date']}")
+    for b, why in skipped.items():
+        print(f"backend {b} not measured: {why}")
+    print_table(rows)
+    print("\nend-to-end time per frame by stage (ms; on CUDA the device stages are submit times):")
+    for key, split in stages.items():
+        print(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in split.items()))
+    for model in models:
+        label = f"{sizes[0][0]}x{sizes[0][1]}"
+        e2e = {r.name: r.fps for r in rows if r.kind == "end-to-end" and r.model == model and r.size == label}
+        only = [r.fps for r in rows if r.kind == "model" and r.model == model and r.size == label
+                and r.batch == (1 if device.type == "cpu" else max(batches))]
+        ours = e2e.get(f"rtsr-{backends[-1]}-{device.type}")
+        if ours and only:
+            print(f"{model} {label}: end-to-end / model-only = {ours / only[0]:.2f}; "
+                  f"end-to-end / naive loop = {ours / e2e['naive-loop-cpu-fp32']:.2f}")
+
+    out = args.json or ROOT / "benchmarks" / "results" / (
+        f"{env['device'].replace(' ', '-')}-{env['date'][:10]}{'-quick' if args.quick else ''}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"environment": env, "skipped_backends": skipped, "rows": [asdict(r) for r in rows], "stages_ms": stages}
+    out.write_text(json.dumps(record, indent=2, allow_nan=False, default=str))
+    print(f"wrote {out}")
+    if args.plot:
+        plot(rows, args.plot)
+
+
+def plot(rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in rows:
+        if r.kind in ("model", "baseline") and r.batch == 1:
+            w, h = parse_size(r.size)
+            series.setdefault(f"{r.name} {r.model}", []).append((w * h, r.fps))
+    for name, pts in series.items():
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("input pixels")
+    ax.set_ylabel("frames per second")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
