@@ -15,13 +15,16 @@ RUNTIME_YAML = Path(__file__).resolve().parent / "configs" / "runtime.yaml"
 @dataclass(frozen=True)
 class RuntimeSettings:
     model: str = "srgan-x4"
-    tile: int = 384
+    tile: dict[str, int] = field(default_factory=lambda: {"cpu": 384, "cuda": 960})
     tile_overlap: int | None = None
     batch: dict[str, int] = field(default_factory=lambda: {"cpu": 1, "cuda": 8})
     queue_frames: int = 16
 
     def batch_for(self, device_type: str) -> int:
         return int(self.batch.get(device_type, 1))
+
+    def tile_for(self, device_type: str) -> int:
+        return int(self.tile.get(device_type, min(self.tile.values())))
 
 
 def load_settings(path: Path = RUNTIME_YAML) -> RuntimeSettings:

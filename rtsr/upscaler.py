@@ -42,14 +42,18 @@ class Upscaler:
         self.weights_path = resolve_model(model or self.settings.model)
         generator, self.card = load_weights(self.weights_path)
         self.device = resolve_device(device)
-        self.backend: Backend = create_backend(backend, generator, self.device, weights_path=self.weights_path)
         self.scale = generator.scale
-        self.tile = tile or self.settings.tile
+        self.tile = tile if tile is not None else self.settings.tile_for(self.device.type)
         if self.tile < 16:
             raise RtsrError(f"tile size {self.tile} is too small (16 pixels at least)")
         self.tile_overlap = tile_overlap if tile_overlap is not None else (
             self.settings.tile_overlap if self.settings.tile_overlap is not None else receptive_radius(generator.config))
-        self.batch = batch or self.settings.batch_for(self.device.type)
+        self.batch = batch if batch is not None else self.settings.batch_for(self.device.type)
+        if self.batch < 1:
+            raise RtsrError("batch must be at least 1")
+        # the largest input a backend will see: a whole batch of tiles with their overlap
+        self.backend: Backend = create_backend(backend, generator, self.device, max_batch=self.batch,
+                                               max_side=self.tile + 2 * self.tile_overlap)
         log.info("model %s (x%d) on %s via %s, tile %d+%d, batch %d", self.card.name, self.scale, self.device,
                  self.backend.name, self.tile, self.tile_overlap, self.batch)
 

@@ -93,3 +93,17 @@ def test_profile_validation_and_sizes() -> None:
         ShapeProfile((1, 64, 64), (1, 32, 32), (1, 128, 128))
     p = ShapeProfile.from_sizes("64x64", "480x270", "960x540", 4)
     assert p.covers(4, 540, 960) and not p.covers(5, 540, 960) and not p.covers(1, 541, 960)
+
+
+@pytest.mark.parametrize("height,width", [(270, 480), (540, 960), (1080, 1920), (37, 2000), (961, 961)])
+def test_profile_for_inputs_covers_every_tile(height: int, width: int) -> None:
+    """Whatever frame the Upscaler tiles, every tile it sends fits the engine profile."""
+    from rtsr.tiling import tile_spans
+
+    tile, overlap, batch = 960, 40, 8
+    profile = ShapeProfile.for_inputs(batch, tile + 2 * overlap)
+    for y0, y1 in tile_spans(height, tile):
+        for x0, x1 in tile_spans(width, tile):
+            h = min(height, y1 + overlap) - max(0, y0 - overlap)
+            w = min(width, x1 + overlap) - max(0, x0 - overlap)
+            assert profile.covers(batch, h, w) and profile.covers(1, h, w)

@@ -88,3 +88,10 @@ def test_tensorrt_without_tensorrt_is_a_clear_error(tiny_weights: Path) -> None:
 
 def test_auto_backend_falls_back_to_torch_on_cpu(tiny_weights: Path) -> None:
     assert Upscaler(tiny_weights, backend="auto", device="cpu").backend.name == "torch"
+
+
+def test_too_small_tile_or_batch_is_user_error(tiny_weights: Path) -> None:
+    with pytest.raises(RtsrError):
+        Upscaler(tiny_weights, device="cpu", tile=4)
+    with pytest.raises(RtsrError):
+        Upscaler(tiny_weights, device="cpu", batch=0)

@@ -177,6 +177,21 @@ def test_corrupt_packets_are_skipped_not_fatal(tmp_path: Path, photo: np.ndarray
     assert 0 < stats.frames <= 30 and len(probe(out)["frames"]) == stats.frames
 
 
-def test_bad_tensor_on_upscaler_is_user_error(tiny_weights: Path) -> None:
-    with pytest.raises(RtsrError):
-        Upscaler(tiny_weights, device="cpu", tile=4)
+def test_display_rotation_is_kept(tmp_path: Path, tiny_weights: Path) -> None:
+    src = tmp_path / "rot.mp4"
+    with av.open(str(src), "w") as out:
+        s = out.add_stream("libx264", rate=24)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.set_display_rotation(90)
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for p in s.encode(frame):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    dst = tmp_path / "rot_x4.mp4"
+    upscale_video(src, dst, Upscaler(tiny_weights, device="cpu"))
+    with av.open(str(dst)) as c:
+        frame = next(c.decode(video=0))
+    assert (frame.rotation, frame.width, frame.height) == (90, 256, 192)

@@ -25,14 +25,16 @@ def unavailable_reason(name: str, device: torch.device) -> str | None:
     return f"unknown backend '{name}' (choose auto, {', '.join(BACKENDS)})"
 
 
-def create_backend(name: str, generator: Generator, device: torch.device, **options: object) -> Backend:
-    """Build backend `name` ('auto' picks the fastest available) for `generator` on `device`."""
+def create_backend(name: str, generator: Generator, device: torch.device, max_batch: int = 1,
+                   max_side: int = 1024) -> Backend:
+    """Build backend `name` ('auto' picks the fastest available) for `generator` on `device`,
+    for inputs of at most `max_batch` x `max_side` x `max_side` (what TensorRT builds for)."""
     if name == "auto":
         for candidate in BACKENDS:
             reason = unavailable_reason(candidate, device)
             if reason is None:
                 log.info("backend auto -> %s", candidate)
-                return create_backend(candidate, generator, device, **options)
+                return create_backend(candidate, generator, device, max_batch, max_side)
             log.info("backend %s skipped: %s", candidate, reason)
         raise BackendUnavailable("no backend can run here")  # torch always can; kept for clarity
     reason = unavailable_reason(name, device)
@@ -40,9 +42,9 @@ def create_backend(name: str, generator: Generator, device: torch.device, **opti
         raise BackendUnavailable(f"backend '{name}' unavailable: {reason}")
     if name == "torch":
         return TorchBackend(generator, device)
-    from rtsr.backends.tensorrt import TensorRTBackend
+    from rtsr.backends.tensorrt import ShapeProfile, TensorRTBackend
 
-    return TensorRTBackend(generator, device, **options)
+    return TensorRTBackend(generator, device, ShapeProfile.for_inputs(max_batch, max_side))
 
 
 __all__ = ["BACKENDS", "Backend", "BackendUnavailable", "create_backend", "unavailable_reason"]

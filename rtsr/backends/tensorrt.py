@@ -25,6 +25,8 @@ from rtsr.settings import parse_size
 
 log = logging.getLogger(__name__)
 CACHE_DIR = ENGINES_DIR / "cache"
+MIN_SIDE = 16          # smallest tile side the Upscaler produces for typical frames
+OPT_HW = (270, 480)    # input size TensorRT tunes kernels for (-> 1080p at x4)
 
 
 def unavailable_reason(device: torch.device) -> str | None:
@@ -57,6 +59,14 @@ class ShapeProfile:
 
     def tag(self) -> str:
         return "_".join("x".join(map(str, s)) for s in (self.min, self.opt, self.max))
+
+    @classmethod
+    def for_inputs(cls, max_batch: int, max_side: int) -> "ShapeProfile":
+        """Profile for everything an Upscaler may send: up to max_batch tiles of max_side,
+        tuned for a batch of 480x270 frames (1080p output), the common real-time case."""
+        lo = min(MIN_SIDE, max_side)
+        return cls((1, lo, lo), (max_batch, min(OPT_HW[0], max_side), min(OPT_HW[1], max_side)),
+                   (max_batch, max_side, max_side))
 
     @classmethod
     def from_sizes(cls, min_wh: str, opt_wh: str, max_wh: str, max_batch: int) -> "ShapeProfile":
@@ -156,11 +166,10 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def __init__(self, generator: Generator, device: torch.device, profile: ShapeProfile | None = None,
-                 **_: object) -> None:
+    def __init__(self, generator: Generator, device: torch.device, profile: ShapeProfile) -> None:
         trt = _trt()
         self.device, self.scale, self.dtype = device, generator.scale, torch.float16
-        self.profile = profile or ShapeProfile.from_sizes("64x64", "480x270", "960x540", 4)
+        self.profile = profile
         plan = build_engine(generator, device, self.profile)
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
