@@ -92,16 +92,16 @@ def load_split(part: str, data_dir: Path = DATA_DIR) -> dict[str, np.ndarray]:
 class PatchSampler:
     """Random HR patches (crop, flip, 90-degree rotation) and their bicubic LR, as in the paper.
 
-    Images are picked in proportion to their area so large photos give more patches. All
-    randomness comes from one torch.Generator, so a seed fixes the whole data stream.
+    Every photo is equally likely (as in an epoch over a dataset): weighting by area would let
+    the one large, mostly smooth retina image supply a third of all patches. All randomness
+    comes from one torch.Generator, so a seed fixes the whole data stream.
     """
 
     def __init__(self, images: list[np.ndarray], hr_patch: int, scale: int, seed: int,
                  noise_std: float = 0.0) -> None:
         self.images = [torch.from_numpy(im).permute(2, 0, 1).contiguous() for im in images]
         self.hr_patch, self.scale, self.noise_std = hr_patch, scale, noise_std
-        areas = torch.tensor([float(im.shape[1] * im.shape[2]) for im in self.images])
-        self.weights = areas / areas.sum()
+        self.weights = torch.full((len(self.images),), 1.0 / len(self.images))
         self.gen = torch.Generator().manual_seed(seed)
 
     def _randint(self, high: int) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import math
 import platform
 import shutil
 import time
@@ -196,6 +197,8 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
     bar = tqdm(total=cfg.steps, initial=trainer.step, desc=cfg.name, unit="step", mininterval=5)
     while trainer.step < cfg.steps:
         losses = trainer.train_step()
+        if not math.isfinite(losses["loss_g"]):
+            raise SystemExit(f"{cfg.name}: loss diverged at step {trainer.step + 1}; lower lr in {cfg.name}'s config")
         trainer.step += 1
         bar.update(1)
         bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
