@@ -1,0 +1,74 @@
+"""Regenerate README's model and performance tables from the model cards and the JSON records
+in benchmarks/results/, so no number in README is typed by hand.
+
+    python benchmarks/report.py            # print the tables
+    python benchmarks/report.py --write    # replace them in README.md between their markers
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rtsr.models.weights import read_card, shipped_models  # noqa: E402
+
+README = ROOT / "README.md"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def model_table() -> str:
+    lines = ["| model | blocks x channels | kind | held-out PSNR-Y | vs bicubic | SSIM-Y | bicubic PSNR/SSIM | trained |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, path in shipped_models().items():
+        card = read_card(path)
+        m, t, c = card.metrics, card.training, card.config
+        if "psnr_y" not in m:
+            continue
+        lines.append(f"| `{name}` | {c['num_blocks']} x {c['channels']} | {card.kind} | {m['psnr_y']:.2f} dB | "
+                     f"{m['gain_vs_bicubic_db']:+.2f} dB | {m['ssim_y']:.4f} | {m['bicubic']['psnr_y']:.2f} / "
+                     f"{m['bicubic']['ssim_y']:.4f} | {t.get('steps')} steps, {t.get('content_loss')}, "
+                     f"{t.get('hardware')}, {t.get('wall_time_s', 0) / 60:.0f} min |")
+    return "\n".join(lines)
+
+
+def performance_table() -> str:
+    lines = ["| record | device | row | model | input | batch | fps | ms/frame |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for path in sorted(RESULTS.glob("*.json")):
+        record = json.loads(path.read_text())
+        device = record["environment"]["device"]
+        for r in record["rows"]:
+            lines.append(f"| {path.name} | {device} | {r['kind']}: {r['name']} | {r['model']} | {r['size']} | "
+                         f"{r['batch']} | {r['fps']:.2f} | {r['ms_per_frame']:.1f} |")
+    return "\n".join(lines)
+
+
+def replace_between(text: str, marker: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- {marker} -->\n).*?(\n<!-- /{marker} -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"README.md has no <!-- {marker} --> block")
+    return pattern.sub(lambda m: m[1] + body + m[2], text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    tables = {"models": model_table(), "performance": performance_table()}
+    if not args.write:
+        for name, body in tables.items():
+            print(f"## {name}\n{body}\n")
+        return
+    text = README.read_text()
+    for name, body in tables.items():
+        text = replace_between(text, name, body)
+    README.write_text(text)
+    print("README.md tables updated")
+
+
+if __name__ == "__main__":
+    main()
