@@ -178,8 +178,9 @@ class Trainer:
         return metrics
 
 
-def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.device) -> Path:
-    run_dir = RUNS_DIR / cfg.name
+def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.device,
+        runs_dir: Path = RUNS_DIR) -> Path:
+    run_dir = runs_dir / cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = run_dir / "last.ckpt", run_dir / "log.csv"
     trainer = Trainer(cfg, device, vgg_weights)

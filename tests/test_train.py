@@ -1,0 +1,69 @@
+"""Training code: a few real steps of both stages, resume determinism, the VGG19 loader."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rtsr.models.weights import load_weights
+
+pytest.importorskip("skimage")
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+from train.data import HELDOUT, PatchSampler, load_split  # noqa: E402
+from train.train import TrainConfig, run  # noqa: E402
+from train.vgg import PHI_54_INDEX, VGG19Features  # noqa: E402
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    base = dict(name="t", model="srgan-x4-lite", steps=4, batch=2, hr_patch=48, eval_every=1000,
+                checkpoint_every=2, lr=1e-3, lr_final=1e-3)
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_heldout_photos_never_in_training_split() -> None:
+    train, heldout = load_split("train"), load_split("heldout")
+    assert set(heldout) == HELDOUT and not set(train) & HELDOUT and len(train) >= 10
+
+
+def test_patch_sampler_shapes_and_seed() -> None:
+    images = list(load_split("train").values())[:3]
+    a, b = PatchSampler(images, 96, 4, seed=1), PatchSampler(images, 96, 4, seed=1)
+    lr, hr = a.batch(5)
+    assert lr.shape == (5, 3, 24, 24) and hr.shape == (5, 3, 96, 96)
+    assert torch.equal(lr, b.batch(5)[0])
+    assert torch.equal(lr * 255, (lr * 255).round())  # 8-bit like a decoded frame
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    cpu = torch.device("cpu")
+    straight, _ = load_weights(run(tiny_config(name="straight"), False, None, cpu, tmp_path))
+    run(tiny_config(name="split", steps=2), False, None, cpu, tmp_path)
+    resumed, card = load_weights(run(tiny_config(name="split"), True, None, cpu, tmp_path))
+    for k, v in straight.state_dict().items():
+        assert torch.allclose(v, resumed.state_dict()[k], atol=1e-6), k
+    assert card.training["steps"] == 4 and (tmp_path / "split" / "log.csv").read_text().count("\n") == 4
+
+
+def test_gan_stage_runs_and_says_which_content_loss(tmp_path: Path) -> None:
+    cpu = torch.device("cpu")
+    first = run(tiny_config(name="mse", steps=1), False, None, cpu, tmp_path)
+    final = run(tiny_config(name="gan", stage="gan", steps=2, init_from=str(first), kind="gan"), False, None, cpu,
+                tmp_path)
+    _, card = load_weights(final)
+    assert card.kind == "gan" and "feature matching" in card.training["content_loss"]
+    assert card.training["adversarial_weight"] == 1e-3
+
+
+def test_vgg19_loads_torchvision_format_weights(tmp_path: Path) -> None:
+    source = VGG19Features()
+    state = {k: v for k, v in source.state_dict().items() if k.startswith("features.")}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # a full torchvision file has more; it is ignored
+    path = tmp_path / "vgg19.pth"
+    torch.save(state, path)
+    loaded = VGG19Features.from_torchvision_weights(path)
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(loaded(x), source(x))
+    assert len(loaded.features) == PHI_54_INDEX + 1 and not any(p.requires_grad for p in loaded.parameters())
