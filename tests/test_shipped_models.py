@@ -1,0 +1,52 @@
+"""The shipped weights: the card's numbers reproduce, and they beat bicubic by the stated floors."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from rtsr.models.weights import load_weights, read_card, shipped_models
+from rtsr.quality import downscale_image, psnr_y, ssim_y
+
+pytest.importorskip("skimage")
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+from train.data import load_split  # noqa: E402
+from train.evaluate import evaluate_generator  # noqa: E402
+
+FLOOR_DB = {"srgan-x4": 1.0, "srgan-x4-lite": 0.5}  # held-out PSNR-Y gain over bicubic
+
+
+@pytest.mark.parametrize("name", sorted(FLOOR_DB))
+def test_card_reproduces_and_beats_bicubic(name: str) -> None:
+    models = shipped_models()
+    assert name in models, f"{name} is not shipped in engines/"
+    generator, card = load_weights(models[name])
+    measured = evaluate_generator(generator, load_split("heldout"))
+    assert abs(measured["psnr_y"] - card.metrics["psnr_y"]) <= 0.05
+    assert measured["psnr_y"] - card.metrics["bicubic"]["psnr_y"] >= FLOOR_DB[name]
+    assert measured["ssim_y"] > card.metrics["bicubic"]["ssim_y"]
+    assert read_card(models[name]).kind == "psnr"
+
+
+def test_cli_default_model_beats_bicubic_on_an_unseen_photo(tmp_path: Path) -> None:
+    """`rtsr upscale photo.png` with the default model on a held-out photo, as a user would."""
+    truth = load_split("heldout")["grace_hopper"]
+    truth = truth[: truth.shape[0] // 4 * 4, : truth.shape[1] // 4 * 4]
+    lr = downscale_image(truth, 4)
+    src = tmp_path / "photo.png"
+    cv2.imwrite(str(src), cv2.cvtColor(lr, cv2.COLOR_RGB2BGR))
+    proc = subprocess.run([sys.executable, "-m", "rtsr", "upscale", str(src), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    sr = cv2.cvtColor(cv2.imread(str(tmp_path / "photo_x4.png")), cv2.COLOR_BGR2RGB)
+    bicubic = cv2.resize(lr, (truth.shape[1], truth.shape[0]), interpolation=cv2.INTER_CUBIC)
+    assert sr.shape == truth.shape
+    assert psnr_y(truth, sr, 4) > psnr_y(truth, bicubic, 4) + 0.5
+    assert ssim_y(truth, sr, 4) > ssim_y(truth, bicubic, 4)
+    assert np.abs(sr.astype(int) - truth.astype(int)).mean() < np.abs(bicubic.astype(int) - truth.astype(int)).mean()
