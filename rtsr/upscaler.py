@@ -15,7 +15,7 @@ import torch
 from rtsr.backends import Backend, create_backend
 from rtsr.devices import resolve_device
 from rtsr.errors import RtsrError
-from rtsr.models.weights import ModelCard, load_weights, resolve_model
+from rtsr.models.weights import load_weights, resolve_model
 from rtsr.settings import RuntimeSettings, load_settings
 from rtsr.tiling import receptive_radius, upscale_tiled
 
@@ -56,10 +56,6 @@ class Upscaler:
                                                max_side=self.tile + 2 * self.tile_overlap)
         log.info("model %s (x%d) on %s via %s, tile %d+%d, batch %d", self.card.name, self.scale, self.device,
                  self.backend.name, self.tile, self.tile_overlap, self.batch)
-
-    @property
-    def model_card(self) -> ModelCard:
-        return self.card
 
     @torch.inference_mode()
     def upscale_tensor(self, x: torch.Tensor, stream: "torch.cuda.Stream | None" = None) -> torch.Tensor:

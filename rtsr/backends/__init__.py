@@ -33,10 +33,10 @@ def create_backend(name: str, generator: Generator, device: torch.device, max_ba
         for candidate in BACKENDS:
             reason = unavailable_reason(candidate, device)
             if reason is None:
-                log.info("backend auto -> %s", candidate)
-                return create_backend(candidate, generator, device, max_batch, max_side)
+                name = candidate  # the last, torch, always can run
+                break
             log.info("backend %s skipped: %s", candidate, reason)
-        raise BackendUnavailable("no backend can run here")  # torch always can; kept for clarity
+        log.info("backend auto -> %s", name)
     reason = unavailable_reason(name, device)
     if reason is not None:
         raise BackendUnavailable(f"backend '{name}' unavailable: {reason}")

@@ -38,6 +38,8 @@ def unavailable_reason(device: torch.device) -> str | None:
         import tensorrt  # noqa: F401
     except ImportError:
         return "the tensorrt package is not installed (pip install 'rtsr[tensorrt]')"
+    except OSError as exc:  # the wheel is there but its CUDA libraries are not
+        return f"tensorrt is installed but cannot load its libraries ({exc})"
     return None
 
 

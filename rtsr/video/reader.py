@@ -78,8 +78,9 @@ class VideoReader:
             raise RtsrError(f"{path} has no video stream")
         self.stream = video_streams[0]
         ctx = self.stream.codec_context
-        if ctx is None or av.codec.Codec(self.stream.codec_context.name, "r") is None:
-            raise RtsrError(f"{path}: no decoder for video codec '{self.stream.codec_context.name}'")
+        if ctx is None:
+            self.container.close()
+            raise RtsrError(f"{path}: this FFmpeg build has no decoder for its video codec")
         self.stream.thread_type = "AUTO"
         w, h = ctx.width, ctx.height
         if w % 2 or h % 2 or w == 0 or h == 0:
