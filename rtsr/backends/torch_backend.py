@@ -1,6 +1,6 @@
 """PyTorch backend: the BN-folded generator in eager mode, on the CPU or a CUDA GPU.
 
-On CUDA it runs fp16 + channels_last and replays a CUDA graph per input shape, so a frame
+On CUDA it runs fp16 and replays a CUDA graph per input shape, so a frame
 costs one graph launch instead of a few hundred kernel launches from Python.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ MAX_GRAPHS = 8  # shapes kept captured; a video uses a handful (whole frames and
 
 
 class TorchBackend:
-    """Runs the generator with BatchNorm folded, in inference mode; fp16 + channels_last +
+    """Runs the generator with BatchNorm folded, channels_last, in inference mode; fp16 and
     CUDA graphs on CUDA."""
 
     name = "torch"
@@ -28,7 +28,9 @@ class TorchBackend:
         self.scale = generator.scale
         cuda = device.type == "cuda"
         self.dtype = torch.float16 if cuda else torch.float32
-        self.memory_format = torch.channels_last if cuda else torch.contiguous_format
+        # NHWC suits cuDNN's tensor-core kernels and oneDNN's CPU convolutions alike
+        # (measured here on 2 CPU cores: 1.35x faster than NCHW for srgan-x4-lite at 320x180)
+        self.memory_format = torch.channels_last
         self.model = fold_batchnorm(generator).to(device=device, dtype=self.dtype, memory_format=self.memory_format)
         self.cuda_graphs = cuda and cuda_graphs
         self._graphs: OrderedDict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = OrderedDict()
