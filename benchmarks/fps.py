@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
 import av
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from rtsr import Upscaler  # noqa: E402
 from rtsr.backends import BACKENDS, unavailable_reason  # noqa: E402
+from rtsr.info import package_version  # noqa: E402
 from rtsr.models.weights import load_weights, resolve_model, shipped_models  # noqa: E402
 from rtsr.video.pipeline import VideoJob, upscale_video  # noqa: E402
 from rtsr.video.synth import pan_frames, write_clip  # noqa: E402
@@ -172,20 +172,14 @@ def bench_end_to_end(model: str, backend: str, device: torch.device, size: tuple
 
 
 def environment() -> dict[str, str]:
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "absent"
-
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                              text=True, timeout=10).stdout.strip()
     except OSError:
         rev = "unknown"
     env = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "git": rev,
-           "python": platform.python_version(), "torch": str(torch.__version__), "av": version("av"),
-           "opencv": cv2.__version__, "tensorrt": version("tensorrt"), "cpu": platform.processor() or platform.machine(),
+           "python": platform.python_version(), "torch": str(torch.__version__), "av": package_version("av"),
+           "opencv": cv2.__version__, "tensorrt": package_version("tensorrt"), "cpu": platform.processor() or platform.machine(),
            "threads": str(torch.get_num_threads()), "device": "cpu"}
     if torch.cuda.is_available():
         env["device"] = torch.cuda.get_device_name(0)

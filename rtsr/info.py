@@ -10,7 +10,7 @@ from rtsr.backends import BACKENDS, unavailable_reason
 from rtsr.devices import cuda_unavailable_reason, resolve_device
 
 
-def _version(dist: str) -> str:
+def package_version(dist: str) -> str:
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -25,11 +25,11 @@ def collect_info() -> dict[str, str]:
         "rtsr": __version__,
         "python": platform.python_version(),
         "torch": f"{torch.__version__} (CUDA {torch.version.cuda or 'none'})",
-        "av (PyAV)": _version("av"),
-        "opencv": _version("opencv-python") if _version("opencv-python") != "not installed"
-        else _version("opencv-python-headless"),
-        "tensorrt": _version("tensorrt") if _version("tensorrt") != "not installed" else _version("tensorrt-cu12"),
-        "onnxruntime": _version("onnxruntime"),
+        "av (PyAV)": package_version("av"),
+        "opencv": package_version("opencv-python") if package_version("opencv-python") != "not installed"
+        else package_version("opencv-python-headless"),
+        "tensorrt": package_version("tensorrt") if package_version("tensorrt") != "not installed" else package_version("tensorrt-cu12"),
+        "onnxruntime": package_version("onnxruntime"),
         "cpu": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "cuda": "available" if cuda_reason is None else f"unavailable: {cuda_reason}",
     }
