@@ -77,8 +77,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, device: torch.device, vgg_weights: Path | None) -> None:
         self.cfg, self.device = cfg, device
         torch.manual_seed(cfg.seed)
+        self.init_card: ModelCard | None = None
         if cfg.init_from:
-            self.generator, _ = load_weights(Path(cfg.init_from))
+            self.generator, self.init_card = load_weights(Path(cfg.init_from))
         else:
             self.generator = Generator(load_generator_config(cfg.model))
         self.generator.to(device).train()
@@ -224,7 +225,8 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
             "optimizer": f"Adam lr {cfg.lr:g}->{cfg.lr_final:g} (cosine), betas {list(cfg.betas)}",
             "content_loss": trainer.content_loss_name,
             "adversarial_weight": cfg.adversarial_weight if cfg.stage == "gan" else 0.0,
-            "init_from": cfg.init_from, "data": "train/data.py train split (13 photos shipped by "
+            "init_from": cfg.init_from,
+            "init_training": trainer.init_card.training if trainer.init_card else None, "data": "train/data.py train split (13 photos shipped by "
             "scikit-image and scikit-learn); LR = antialiased bicubic x1/scale, 8-bit",
             "hardware": f"{device.type}: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
                         f"{torch.get_num_threads()} threads",
