@@ -48,10 +48,10 @@ def performance_table() -> str:
 
 
 def replace_between(text: str, marker: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- {marker} -->\n).*?(\n<!-- /{marker} -->)", re.S)
+    pattern = re.compile(rf"(<!-- {marker} -->\n)(?:.*?\n)?(<!-- /{marker} -->)", re.S)
     if not pattern.search(text):
         raise SystemExit(f"README.md has no <!-- {marker} --> block")
-    return pattern.sub(lambda m: m[1] + body + m[2], text)
+    return pattern.sub(lambda m: m[1] + body + "\n" + m[2], text)
 
 
 def main() -> None:
