@@ -21,7 +21,7 @@ from rtsr.devices import cuda_unavailable_reason, resolve_device
 from rtsr.errors import RtsrError
 from rtsr.models.srgan import Generator
 from rtsr.models.weights import ENGINES_DIR, load_weights, resolve_model
-from rtsr.settings import parse_size
+from rtsr.settings import load_settings, parse_size
 
 log = logging.getLogger(__name__)
 CACHE_DIR = ENGINES_DIR / "cache"
@@ -128,9 +128,12 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
     props = torch.cuda.get_device_properties(device)
     key = engine_key(model_hash(generator), props.name, (props.major, props.minor), trt.__version__, "fp16", profile)
     plan_path = cache_dir / key
-    if plan_path.is_file():
-        log.info("engine cache hit: %s", plan_path.name)
-        return plan_path
+    prefix = key[: -len(f"{profile.tag()}.plan")]
+    cached = plan_path if plan_path.is_file() else select_cached(
+        sorted(cache_dir.glob(f"{prefix}*.plan")), prefix, *profile.max)
+    if cached is not None:  # a plan for this model/GPU/TensorRT whose profile covers ours
+        log.info("engine cache hit: %s", cached.name)
+        return cached
     cache_dir.mkdir(parents=True, exist_ok=True)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -209,7 +212,7 @@ def build_engine_cli(args: argparse.Namespace) -> int:
     reason = unavailable_reason(device)
     if reason:
         raise RtsrError(f"cannot build a TensorRT engine: {reason}")
-    generator, card = load_weights(resolve_model(args.model or "srgan-x4"))
+    generator, card = load_weights(resolve_model(args.model or load_settings().model))
     profile = ShapeProfile.from_sizes(args.min_shape, args.opt_shape, args.max_shape, args.batch)
     path = build_engine(generator, device, profile, args.workspace)
     print(f"{card.name}: {path}")

@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 FORMAT = "rtsr-weights"
 FORMAT_VERSION = 1
 ENGINES_DIR = Path(__file__).resolve().parents[2] / "engines"
-DEFAULT_MODEL = "srgan-x4"
 
 
 @dataclass
