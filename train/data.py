@@ -6,7 +6,11 @@ sources and licences. The held-out split is fixed by name and never sampled by t
 from __future__ import annotations
 
 import argparse
+import bz2
 import logging
+import subprocess
+import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,36 +59,124 @@ SOURCES: tuple[Source, ...] = (
 HELDOUT = frozenset({"chelsea", "coffee", "flower", "grace_hopper"})
 
 
+@dataclass(frozen=True)
+class WheelSource:
+    """A photo inside a wheel on the package registry, fetched with `pip download --no-deps`.
+
+    Wheels are pinned so the training set never changes under a config; nothing is installed.
+    """
+
+    name: str
+    wheel: str          # pinned requirement, e.g. "imgaug==0.4.0"
+    member: str         # path inside the wheel
+    licence: str
+    raw_shape: tuple[int, int, int] | None = None   # bz2-compressed raw RGB (scipy's face.dat)
+
+
+_PYIQA = "pyiqa==0.1.16"
+_PYIQA_TID = "TID2013 reference (Kodak PhotoCD, unrestricted use), via pyiqa"
+WHEEL_SOURCES: tuple[WheelSource, ...] = (
+    WheelSource("quokka", "imgaug==0.4.0", "imgaug/quokka.jpg", "shipped with imgaug (MIT)"),
+    WheelSource("department_store", "mahotas==1.4.19", "mahotas/demos/data/DepartmentStore.jpg",
+                "shipped with mahotas (MIT)"),
+    WheelSource("luispedro", "mahotas==1.4.19", "mahotas/demos/data/luispedro.jpg", "shipped with mahotas (MIT)"),
+    WheelSource("bus", "ultralytics==8.4.190", "ultralytics/assets/bus.jpg", "shipped with ultralytics (AGPL-3.0)"),
+    WheelSource("zidane", "ultralytics==8.4.190", "ultralytics/assets/zidane.jpg",
+                "shipped with ultralytics (AGPL-3.0)"),
+    *(WheelSource(f"tid_{i}", _PYIQA, f"ResultsCalibra/ref_dir/{i}.bmp", _PYIQA_TID)
+      for i in ("I03", "I04", "I06", "I08", "I19")),
+    *(WheelSource(f"pyiqa_{stem.lower()}", _PYIQA, f"tests/test_efficiency_img_dir/{stem}.jpg",
+                  "shipped with pyiqa (test photo)")
+      for stem in ("frame_4wrwr48cdk6rbcjl", "frame_9ogwhvvy7gfj6jzh", "frame_7gzdcz9sif0ekg31", "SPAQ_10241")),
+    WheelSource("face", "scipy==1.9.3", "scipy/misc/face.dat", "shipped with scipy (BSD-3)", (768, 1024, 3)),
+)
+WHEEL_DIR = Path(__file__).resolve().parent / "data" / "wheels"
+
+
 def _package_dir(name: str) -> Path:
     module = __import__(name)
     return Path(module.__file__).resolve().parent
 
 
-def collect(out_dir: Path = DATA_DIR) -> dict[str, list[str]]:
-    """Copy every source photo as RGB PNG into out_dir/{train,heldout}/; return the split."""
+def _fetch_wheel(requirement: str, wheel_dir: Path) -> Path:
+    """The wheel file for a pinned requirement, downloaded once into wheel_dir."""
+    project, version = requirement.split("==")
+    pattern = f"{project.replace('-', '_')}-{version}-*.whl"
+    found = sorted(wheel_dir.glob(pattern))
+    if not found:
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        # Pinned to CPython 3.11 manylinux wheels: the photo is the same in every build of a version,
+        # and an old pin (scipy 1.9.3) has no wheel for newer interpreters.
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+               "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64",
+               "--platform", "manylinux2014_x86_64", "--dest", str(wheel_dir), requirement]
+        log.info("fetching %s", requirement)
+        subprocess.run(cmd, check=True)
+        found = sorted(wheel_dir.glob(pattern))
+    if not found:
+        raise FileNotFoundError(f"pip download gave no wheel for {requirement} in {wheel_dir}")
+    return found[0]
+
+
+def _read_wheel_photo(src: WheelSource, wheel_dir: Path) -> np.ndarray:
+    """BGR uint8 image of one wheel member."""
+    with zipfile.ZipFile(_fetch_wheel(src.wheel, wheel_dir)) as zf:
+        data = zf.read(src.member)
+    if src.raw_shape is not None:
+        return np.frombuffer(bz2.decompress(data), np.uint8).reshape(src.raw_shape)[..., ::-1].copy()
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"{src.wheel}:{src.member} is not an image")
+    return img
+
+
+def _read_package_photo(src: Source) -> np.ndarray:
+    """BGR uint8 image shipped by an installed package; gray sources become 3 equal planes."""
+    path = _package_dir(src.package) / src.relpath
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f"{src.package} does not ship {src.relpath}")
+    return img
+
+
+def collect(out_dir: Path = DATA_DIR, wheels: bool = True, wheel_dir: Path = WHEEL_DIR) -> dict[str, list[str]]:
+    """Copy every source photo as RGB PNG into out_dir/{train,heldout}/; return the split.
+
+    wheels=False keeps to the photos of installed packages (no registry access); the shipped
+    models record which set they were trained on.
+    """
     split: dict[str, list[str]] = {"train": [], "heldout": []}
     manifest = []
-    for src in SOURCES:
-        path = _package_dir(src.package) / src.relpath
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # BGR; gray sources become 3 equal planes
-        if img is None:
-            raise FileNotFoundError(f"{src.package} does not ship {src.relpath}")
-        part = "heldout" if src.name in HELDOUT else "train"
-        dest = out_dir / part / f"{src.name}.png"
+    photos = [(src.name, f"{src.package}/{src.relpath}", src.licence, lambda s=src: _read_package_photo(s))
+              for src in SOURCES]
+    if wheels:
+        photos += [(src.name, f"{src.wheel}:{src.member}", src.licence,
+                    lambda s=src: _read_wheel_photo(s, wheel_dir)) for src in WHEEL_SOURCES]
+    for name, source, licence, read in photos:
+        img = read()
+        part = "heldout" if name in HELDOUT else "train"
+        dest = out_dir / part / f"{name}.png"
         dest.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(dest), img)
-        split[part].append(src.name)
-        manifest.append({"name": src.name, "split": part, "source": f"{src.package}/{src.relpath}",
-                         "licence": src.licence, "size": [img.shape[1], img.shape[0]]})
+        split[part].append(name)
+        manifest.append({"name": name, "split": part, "source": source, "licence": licence,
+                         "size": [img.shape[1], img.shape[0]]})
     with (out_dir / "manifest.yaml").open("w") as fh:
         yaml.safe_dump(manifest, fh, sort_keys=False)
     return split
 
 
-def load_split(part: str, data_dir: Path = DATA_DIR) -> dict[str, np.ndarray]:
-    """RGB uint8 images of one split, collecting them first if needed."""
-    if not (data_dir / "manifest.yaml").is_file():
-        collect(data_dir)
+def load_split(part: str, data_dir: Path = DATA_DIR, wheels: bool = False) -> dict[str, np.ndarray]:
+    """RGB uint8 images of one split, collecting them first if needed.
+
+    wheels=True also needs the wheel photos (training); held-out photos never come from wheels,
+    so evaluation works without registry access.
+    """
+    manifest = data_dir / "manifest.yaml"
+    have = {row["name"] for row in yaml.safe_load(manifest.read_text())} if manifest.is_file() else set()
+    needed = {src.name for src in SOURCES} | ({src.name for src in WHEEL_SOURCES} if wheels else set())
+    if not needed <= have:
+        collect(data_dir, wheels=wheels)
     files = sorted((data_dir / part).glob("*.png"))
     return {p.stem: cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in files}
 
@@ -131,8 +223,11 @@ class PatchSampler:
 def main() -> None:
     parser = argparse.ArgumentParser(description="collect rtsr's training photos")
     parser.add_argument("--out", type=Path, default=DATA_DIR)
+    parser.add_argument("--no-wheels", action="store_true",
+                        help="only photos of installed packages (no pip download of pinned wheels)")
     args = parser.parse_args()
-    split = collect(args.out)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    split = collect(args.out, wheels=not args.no_wheels)
     print(f"train: {len(split['train'])} photos, held out: {', '.join(split['heldout'])} -> {args.out}")
 
 

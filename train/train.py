@@ -58,6 +58,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     eval_every: int = 500
     threads: int = 0                # 0: torch's default
+    wheel_photos: bool = True       # add the photos of pinned registry wheels (train/data.py)
+    precision: str = "fp32"         # "bf16": autocast matmuls/convs (AMX CPUs, CUDA); weights and Adam stay fp32
     kind: str = "psnr"
     description: str = ""
 
@@ -82,7 +84,10 @@ class Trainer:
             self.generator, self.init_card = load_weights(Path(cfg.init_from))
         else:
             self.generator = Generator(load_generator_config(cfg.model))
-        self.generator.to(device).train()
+        if cfg.precision not in ("fp32", "bf16"):
+            raise SystemExit(f"{cfg.name}: precision must be fp32 or bf16, not {cfg.precision!r}")
+        # channels_last: oneDNN and cuDNN convolutions run faster in NHWC (0.75 -> 0.65 s/step, 2 CPU cores)
+        self.generator.to(device, memory_format=torch.channels_last).train()
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=cfg.betas)
         self.discriminator: Discriminator | None = None
         self.vgg: VGG19Features | None = None
@@ -91,7 +96,7 @@ class Trainer:
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=cfg.betas)
             if vgg_weights:
                 self.vgg = VGG19Features.from_torchvision_weights(vgg_weights).to(device)
-        train_images = list(load_split("train").values())
+        train_images = list(load_split("train", wheels=cfg.wheel_photos).values())
         self.sampler = PatchSampler(train_images, cfg.hr_patch, self.generator.scale, cfg.seed, cfg.noise_std)
         self.heldout = load_split("heldout")
         self.step = 0
@@ -117,11 +122,13 @@ class Trainer:
         return feats
 
     def train_step(self) -> dict[str, float]:
-        lr_img, hr = (t.to(self.device) for t in self.sampler.batch(self.cfg.batch))
+        lr_img, hr = (t.to(self.device, memory_format=torch.channels_last) for t in self.sampler.batch(self.cfg.batch))
         for opt in [self.opt_g] + ([self.opt_d] if self.discriminator else []):
             for group in opt.param_groups:
                 group["lr"] = self._lr_at(self.step)
-        sr = self.generator(lr_img)
+        # bf16 autocast: 3x faster steps on an AMX CPU; the loss is taken in fp32
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            sr = self.generator(lr_img).float()
         if self.discriminator is None:
             loss = F.mse_loss(sr, hr)
             self.opt_g.zero_grad(set_to_none=True)
@@ -175,7 +182,7 @@ class Trainer:
         self.generator.eval()
         with torch.no_grad():
             metrics = evaluate_generator(self.generator.cpu(), self.heldout)
-        self.generator.to(self.device).train()
+        self.generator.to(self.device, memory_format=torch.channels_last).train()
         return metrics
 
 
@@ -226,8 +233,11 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
             "content_loss": trainer.content_loss_name,
             "adversarial_weight": cfg.adversarial_weight if cfg.stage == "gan" else 0.0,
             "init_from": cfg.init_from,
-            "init_training": trainer.init_card.training if trainer.init_card else None, "data": "train/data.py train split (13 photos shipped by "
-            "scikit-image and scikit-learn); LR = antialiased bicubic x1/scale, 8-bit",
+            "init_training": trainer.init_card.training if trainer.init_card else None,
+            "data": f"train/data.py train split ({len(trainer.sampler.images)} photos shipped by installed packages"
+                    f"{' and pinned registry wheels' if cfg.wheel_photos else ''}); "
+                    "LR = antialiased bicubic x1/scale, 8-bit",
+            "precision": cfg.precision,
             "hardware": f"{device.type}: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
                         f"{torch.get_num_threads()} threads",
             "wall_time_s": round(elapsed, 1), "steps_this_session": trainer.step - first_step,
