@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from rtsr.backends.onnx_export import INPUT, export_onnx
-from rtsr.backends.tensorrt import ShapeProfile, engine_key, model_hash, select_cached
+from rtsr.backends.tensorrt import (BuildProgress, ShapeProfile, _progress_monitor, engine_key, model_hash,
+                                   select_cached)
 from rtsr.settings import parse_size
 from rtsr.errors import RtsrError
 from rtsr.models import fold_batchnorm
@@ -107,3 +109,21 @@ def test_profile_for_inputs_covers_every_tile(height: int, width: int) -> None:
             h = min(height, y1 + overlap) - max(0, y0 - overlap)
             w = min(width, x1 + overlap) - max(0, x0 - overlap)
             assert profile.covers(batch, h, w) and profile.covers(1, h, w)
+
+
+def test_build_progress_tracks_nested_phases_and_cancels() -> None:
+    class FakeMonitorBase:  # stands in for trt.IProgressMonitor, which needs TensorRT
+        def __init__(self) -> None:
+            self.base_initialised = True
+
+    progress = BuildProgress()
+    monitor = _progress_monitor(SimpleNamespace(IProgressMonitor=FakeMonitorBase), progress)
+    assert monitor.base_initialised
+    monitor.phase_start("Building engine", None, 3)
+    monitor.phase_start("Tactic selection", "Building engine", 10)
+    assert monitor.step_complete("Tactic selection", 6)
+    assert progress.phases == {"Building engine": [0, 3], "Tactic selection": [7, 10]}
+    monitor.phase_finish("Tactic selection")
+    assert monitor.step_complete("Building engine", 0) and progress.phases == {"Building engine": [1, 3]}
+    progress.cancel()  # what Ctrl-C does during a build: TensorRT stops at its next step
+    assert monitor.step_complete("Building engine", 1) is False

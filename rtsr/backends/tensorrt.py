@@ -11,7 +11,10 @@ import argparse
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -112,6 +115,65 @@ def select_cached(plans: list[Path], prefix: str, batch: int, height: int, width
     return best[1] if best else None
 
 
+@dataclass
+class BuildProgress:
+    """TensorRT's build phases (with steps) as nested progress bars; builds take minutes.
+
+    TensorRT (10.x/11.x) reports through an IProgressMonitor that forwards here; returning False
+    from step_complete is TensorRT's way to cancel a build, which `cancel` (wired to Ctrl-C during
+    a build) uses so the builder stops cleanly instead of being killed mid-call.
+    """
+
+    show_bars: bool = False
+    phases: dict[str, list[int]] = field(default_factory=dict)   # name -> [steps done, steps]
+    cancelled: bool = False
+    _bars: dict[str, object] = field(default_factory=dict)
+
+    def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+        self.phases[phase_name] = [0, num_steps]
+        log.debug("TensorRT build phase %s (%d steps, in %s)", phase_name, num_steps, parent_phase)
+        if self.show_bars:
+            from tqdm import tqdm
+            self._bars[phase_name] = tqdm(total=num_steps, desc=phase_name, position=len(self._bars),
+                                          leave=False, unit="step", dynamic_ncols=True)
+
+    def step_complete(self, phase_name: str, step: int) -> bool:
+        if phase_name in self.phases:
+            self.phases[phase_name][0] = step + 1
+        bar = self._bars.get(phase_name)
+        if bar is not None:
+            bar.update(step + 1 - bar.n)
+        return not self.cancelled
+
+    def phase_finish(self, phase_name: str) -> None:
+        self.phases.pop(phase_name, None)
+        bar = self._bars.pop(phase_name, None)
+        if bar is not None:
+            bar.close()
+
+    def cancel(self, *_: object) -> None:
+        self.cancelled = True
+
+
+def _progress_monitor(trt, progress: BuildProgress):
+    """A trt.IProgressMonitor forwarding to `progress` (the base class exists only with TensorRT)."""
+
+    class _Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            progress.phase_start(phase_name, parent_phase, num_steps)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            return progress.step_complete(phase_name, step)
+
+        def phase_finish(self, phase_name: str) -> None:
+            progress.phase_finish(phase_name)
+
+    return _Monitor()
+
+
 def _trt():
     import tensorrt as trt
 
@@ -119,7 +181,8 @@ def _trt():
 
 
 def build_engine(generator: Generator, device: torch.device, profile: ShapeProfile,
-                 workspace_mib: int = 4096, cache_dir: Path = CACHE_DIR) -> Path:
+                 workspace_mib: int = 4096, cache_dir: Path = CACHE_DIR,
+                 progress: BuildProgress | None = None) -> Path:
     """Build (or reuse) the FP16 plan for `generator` on `device`; return its path."""
     reason = unavailable_reason(device)
     if reason:
@@ -154,9 +217,23 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
     timing_path = cache_dir / f"timing_{re.sub(r'[^A-Za-z0-9]+', '-', props.name)}_trt{trt.__version__}.cache"
     timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
     config.set_timing_cache(timing, ignore_mismatch=False)
+    progress = progress or BuildProgress()
+    monitor = _progress_monitor(trt, progress)   # kept referenced for the whole build
+    config.progress_monitor = monitor
     log.info("building TensorRT engine %s (this takes minutes)", key)
-    with torch.cuda.device(device):
-        plan = builder.build_serialized_network(network, config)
+    # Ctrl-C during the build asks TensorRT to stop at its next step (signals reach the main thread only)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, progress.cancel) if main else None
+    try:
+        with torch.cuda.device(device):
+            plan = builder.build_serialized_network(network, config)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+        for name in list(progress.phases):
+            progress.phase_finish(name)
+    if progress.cancelled:
+        raise KeyboardInterrupt
     if plan is None:
         raise RtsrError("TensorRT failed to build the engine (see the log above)")
     tmp = plan_path.with_suffix(".tmp")
@@ -214,6 +291,7 @@ def build_engine_cli(args: argparse.Namespace) -> int:
         raise RtsrError(f"cannot build a TensorRT engine: {reason}")
     generator, card = load_weights(resolve_model(args.model or load_settings().model))
     profile = ShapeProfile.from_sizes(args.min_shape, args.opt_shape, args.max_shape, args.batch)
-    path = build_engine(generator, device, profile, args.workspace)
+    path = build_engine(generator, device, profile, args.workspace,
+                        progress=BuildProgress(show_bars=sys.stderr.isatty()))
     print(f"{card.name}: {path}")
     return 0
