@@ -49,11 +49,13 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
 
 def test_gan_stage_runs_and_says_which_content_loss(tmp_path: Path) -> None:
     cpu = torch.device("cpu")
-    first = run(tiny_config(name="mse", steps=1), False, None, cpu, tmp_path)
-    final = run(tiny_config(name="gan", stage="gan", steps=2, init_from=str(first), kind="gan"), False, None, cpu,
-                tmp_path)
-    _, card = load_weights(final)
+    first = run(tiny_config(name="mse", steps=1, precision="bf16"), False, None, cpu, tmp_path)
+    final = run(tiny_config(name="gan", stage="gan", steps=2, init_from=str(first), kind="gan", precision="bf16"),
+                False, None, cpu, tmp_path)
+    generator, card = load_weights(final)
     assert card.kind == "gan" and "feature matching" in card.training["content_loss"]
+    assert card.training["precision"] == "bf16"
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in generator.parameters())
     assert card.training["adversarial_weight"] == 1e-3
 
 
@@ -67,6 +69,12 @@ def test_vgg19_loads_torchvision_format_weights(tmp_path: Path) -> None:
     x = torch.rand(1, 3, 32, 32)
     assert torch.equal(loaded(x), source(x))
     assert len(loaded.features) == PHI_54_INDEX + 1 and not any(p.requires_grad for p in loaded.parameters())
+    # the GAN stage with --vgg-weights uses phi(5,4) as its content loss
+    cpu = torch.device("cpu")
+    first = run(tiny_config(name="mse", steps=1), False, None, cpu, tmp_path)
+    final = run(tiny_config(name="vgg", stage="gan", steps=1, init_from=str(first), kind="gan", precision="bf16"),
+                False, path, cpu, tmp_path)
+    assert load_weights(final)[1].training["content_loss"] == "VGG19 phi(5,4)"
 
 
 def test_wheel_photos_read_from_a_cached_wheel(tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ class Trainer:
         self.discriminator: Discriminator | None = None
         self.vgg: VGG19Features | None = None
         if cfg.stage == "gan":
-            self.discriminator = Discriminator().to(device).train()
+            self.discriminator = Discriminator().to(device, memory_format=torch.channels_last).train()
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=cfg.betas)
             if vgg_weights:
                 self.vgg = VGG19Features.from_torchvision_weights(vgg_weights).to(device)
@@ -112,6 +112,10 @@ class Trainer:
         t = min(step / max(cfg.steps, 1), 1.0)
         return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + torch.cos(torch.tensor(t * torch.pi)).item())
 
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast where configured: 3x faster steps on an AMX CPU; losses are taken in fp32."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+
     def _d_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         assert self.discriminator is not None
         feats = []
@@ -126,8 +130,7 @@ class Trainer:
         for opt in [self.opt_g] + ([self.opt_d] if self.discriminator else []):
             for group in opt.param_groups:
                 group["lr"] = self._lr_at(self.step)
-        # bf16 autocast: 3x faster steps on an AMX CPU; the loss is taken in fp32
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+        with self._autocast():
             sr = self.generator(lr_img).float()
         if self.discriminator is None:
             loss = F.mse_loss(sr, hr)
@@ -138,22 +141,28 @@ class Trainer:
 
         d = self.discriminator
         # discriminator step: real -> 1, generated -> 0
-        real_logit, fake_logit = d(hr), d(sr.detach())
+        with self._autocast():
+            real_logit, fake_logit = d(hr).float(), d(sr.detach()).float()
         loss_d = (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
                   + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
         # generator step: content + 1e-3 * adversarial (-log D(G(x)))
-        gen_logit = d(sr)
+        with self._autocast():
+            gen_logit = d(sr).float()
         adversarial = F.binary_cross_entropy_with_logits(gen_logit, torch.ones_like(gen_logit))
         mse = F.mse_loss(sr, hr)
         if self.vgg is not None:
-            content = F.mse_loss(self.vgg(sr) * self.cfg.vgg_scale, self.vgg(hr) * self.cfg.vgg_scale)
+            with self._autocast():
+                fake_vgg, real_vgg = self.vgg(sr).float(), self.vgg(hr).float()
+            content = F.mse_loss(fake_vgg * self.cfg.vgg_scale, real_vgg * self.cfg.vgg_scale)
         else:
-            with torch.no_grad():
-                real_feats = self._d_features(hr)
-            fm = sum(F.l1_loss(f, r) for f, r in zip(self._d_features(sr), real_feats)) / len(real_feats)
+            with torch.no_grad(), self._autocast():
+                real_feats = [f.float() for f in self._d_features(hr)]
+            with self._autocast():
+                fake_feats = [f.float() for f in self._d_features(sr)]
+            fm = sum(F.l1_loss(f, r) for f, r in zip(fake_feats, real_feats)) / len(real_feats)
             content = mse + self.cfg.feature_matching_weight * 1e-2 * fm
         loss_g = content + self.cfg.adversarial_weight * adversarial
         self.opt_g.zero_grad(set_to_none=True)
