@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--max", dest="max_shape", default="960x540", help="largest input WxH")
     be.add_argument("--batch", type=int, default=4, help="largest batch")
     be.add_argument("--workspace", type=int, default=4096, help="builder workspace in MiB")
+    be.add_argument("--route", default="onnx", choices=("onnx", "torch-tensorrt"),
+                    help="onnx: export + TensorRT's OnnxParser; torch-tensorrt: torch.export + torch-tensorrt "
+                         "(needs torch-tensorrt built for this torch)")
 
     pv = sub.add_parser("preview", help="live upscaled preview of a webcam, stream or file")
     pv.add_argument("--source", default="0", help="camera index, /dev/videoN, file or URL")

@@ -7,6 +7,7 @@ from importlib import metadata
 import torch
 
 from rtsr.backends import BACKENDS, unavailable_reason
+from rtsr.backends.torch_tensorrt_route import torch_tensorrt_unavailable_reason
 from rtsr.devices import cuda_unavailable_reason, resolve_device
 
 
@@ -41,4 +42,6 @@ def collect_info() -> dict[str, str]:
     for name in BACKENDS:
         reason = unavailable_reason(name, device)
         info[f"backend {name}"] = f"ready on {device}" if reason is None else f"unavailable: {reason}"
+    tt_reason = unavailable_reason("tensorrt", device) or torch_tensorrt_unavailable_reason()
+    info["route torch-tensorrt"] = "ready" if tt_reason is None else f"unavailable: {tt_reason}"
     return info

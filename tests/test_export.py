@@ -11,6 +11,7 @@ import torch
 from rtsr.backends.onnx_export import INPUT, export_onnx
 from rtsr.backends.tensorrt import (BuildProgress, ShapeProfile, _progress_monitor, engine_key, model_hash,
                                    select_cached)
+from rtsr.backends.torch_tensorrt_route import torch_tensorrt_unavailable_reason, version_mismatch
 from rtsr.settings import parse_size
 from rtsr.errors import RtsrError
 from rtsr.models import fold_batchnorm
@@ -127,3 +128,15 @@ def test_build_progress_tracks_nested_phases_and_cancels() -> None:
     assert monitor.step_complete("Building engine", 0) and progress.phases == {"Building engine": [1, 3]}
     progress.cancel()  # what Ctrl-C does during a build: TensorRT stops at its next step
     assert monitor.step_complete("Building engine", 1) is False
+
+
+def test_torch_tensorrt_route_only_where_versions_line_up() -> None:
+    assert version_mismatch("2.13.0", "2.13.0+cpu") is None
+    assert version_mismatch("2.13.0+cu130", "2.13.1") is None
+    assert "built for torch 2.14" in version_mismatch("2.14.0", "2.13.0+cpu")
+    assert torch_tensorrt_unavailable_reason()  # not installable on a CPU machine
+
+
+def test_profile_as_nchw_shapes() -> None:
+    profile = ShapeProfile((1, 16, 16), (4, 270, 480), (8, 540, 960))
+    assert profile.nchw() == ((1, 3, 16, 16), (4, 3, 270, 480), (8, 3, 540, 960))

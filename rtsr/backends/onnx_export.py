@@ -18,7 +18,7 @@ OPSET = 17
 
 def export_onnx(generator: Generator, fp16: bool) -> bytes:
     """Serialized ONNX model of the BN-folded generator, NCHW in [0, 1], output clamped."""
-    model = _Clamped(fold_batchnorm(generator).cpu())
+    model = ClampedGenerator(fold_batchnorm(generator).cpu())
     dtype = torch.float16 if fp16 else torch.float32
     model = model.to(dtype)
     sample = torch.rand(1, 3, 32, 32, dtype=dtype)
@@ -34,7 +34,7 @@ def export_onnx(generator: Generator, fp16: bool) -> bytes:
     return buf.getvalue()
 
 
-class _Clamped(torch.nn.Module):
+class ClampedGenerator(torch.nn.Module):
     """The clamp the torch backend applies, inside the graph so every backend returns [0, 1]."""
 
     def __init__(self, generator: Generator) -> None:

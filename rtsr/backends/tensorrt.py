@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from rtsr.backends.onnx_export import INPUT, OUTPUT, export_onnx
+from rtsr.backends.onnx_export import INPUT, export_onnx
+from rtsr.backends.torch_tensorrt_route import torch_tensorrt_plan, torch_tensorrt_unavailable_reason
 from rtsr.devices import cuda_unavailable_reason, resolve_device
 from rtsr.errors import RtsrError
 from rtsr.models.srgan import Generator
@@ -64,6 +65,10 @@ class ShapeProfile:
 
     def tag(self) -> str:
         return "_".join("x".join(map(str, s)) for s in (self.min, self.opt, self.max))
+
+    def nchw(self) -> tuple[tuple[int, int, int, int], ...]:
+        """(min, opt, max) as RGB NCHW input shapes, the form both build routes take."""
+        return tuple((n, 3, h, w) for n, h, w in (self.min, self.opt, self.max))
 
     @classmethod
     def for_inputs(cls, max_batch: int, max_side: int) -> "ShapeProfile":
@@ -180,16 +185,25 @@ def _trt():
     return trt
 
 
+ROUTES = ("onnx", "torch-tensorrt")
+
+
 def build_engine(generator: Generator, device: torch.device, profile: ShapeProfile,
                  workspace_mib: int = 4096, cache_dir: Path = CACHE_DIR,
-                 progress: BuildProgress | None = None) -> Path:
-    """Build (or reuse) the FP16 plan for `generator` on `device`; return its path."""
-    reason = unavailable_reason(device)
+                 progress: BuildProgress | None = None, route: str = "onnx") -> Path:
+    """Build (or reuse) the FP16 plan for `generator` on `device`; return its path.
+
+    Both routes give a serialized TensorRT plan with one input and one output, so the cache and
+    TensorRTBackend are shared; the route is part of the key (the plans differ).
+    """
+    reason = unavailable_reason(device) or (torch_tensorrt_unavailable_reason() if route == "torch-tensorrt" else None)
     if reason:
         raise RtsrError(f"cannot build a TensorRT engine: {reason}")
     trt = _trt()
     props = torch.cuda.get_device_properties(device)
-    key = engine_key(model_hash(generator), props.name, (props.major, props.minor), trt.__version__, "fp16", profile)
+    precision = "fp16" if route == "onnx" else "fp16-tt"
+    key = engine_key(model_hash(generator), props.name, (props.major, props.minor), trt.__version__, precision,
+                     profile)
     plan_path = cache_dir / key
     prefix = key[: -len(f"{profile.tag()}.plan")]
     cached = plan_path if plan_path.is_file() else select_cached(
@@ -198,6 +212,22 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
         log.info("engine cache hit: %s", cached.name)
         return cached
     cache_dir.mkdir(parents=True, exist_ok=True)
+    log.info("building TensorRT engine %s by the %s route (this takes minutes)", key, route)
+    if route == "torch-tensorrt":
+        plan = torch_tensorrt_plan(generator, device, profile)
+    else:
+        timing_path = cache_dir / f"timing_{re.sub(r'[^A-Za-z0-9]+', '-', props.name)}_trt{trt.__version__}.cache"
+        with torch.cuda.device(device):
+            plan = _onnx_plan(trt, generator, profile, workspace_mib, timing_path, progress or BuildProgress())
+    tmp = plan_path.with_suffix(".tmp")
+    tmp.write_bytes(plan)
+    tmp.replace(plan_path)
+    return plan_path
+
+
+def _onnx_plan(trt, generator: Generator, profile: ShapeProfile, workspace_mib: int, timing_path: Path,
+               progress: BuildProgress) -> bytes:
+    """The ONNX route: OnnxParser on the FP16 graph, one optimisation profile, persistent timing cache."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
@@ -211,22 +241,17 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     opt_profile = builder.create_optimization_profile()
-    opt_profile.set_shape(INPUT, (profile.min[0], 3, *profile.min[1:]), (profile.opt[0], 3, *profile.opt[1:]),
-                          (profile.max[0], 3, *profile.max[1:]))
+    opt_profile.set_shape(INPUT, *profile.nchw())
     config.add_optimization_profile(opt_profile)
-    timing_path = cache_dir / f"timing_{re.sub(r'[^A-Za-z0-9]+', '-', props.name)}_trt{trt.__version__}.cache"
     timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
     config.set_timing_cache(timing, ignore_mismatch=False)
-    progress = progress or BuildProgress()
     monitor = _progress_monitor(trt, progress)   # kept referenced for the whole build
     config.progress_monitor = monitor
-    log.info("building TensorRT engine %s (this takes minutes)", key)
     # Ctrl-C during the build asks TensorRT to stop at its next step (signals reach the main thread only)
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, progress.cancel) if main else None
     try:
-        with torch.cuda.device(device):
-            plan = builder.build_serialized_network(network, config)
+        plan = builder.build_serialized_network(network, config)
     finally:
         if main:
             signal.signal(signal.SIGINT, previous)
@@ -236,11 +261,8 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
         raise KeyboardInterrupt
     if plan is None:
         raise RtsrError("TensorRT failed to build the engine (see the log above)")
-    tmp = plan_path.with_suffix(".tmp")
-    tmp.write_bytes(bytes(plan))
-    tmp.replace(plan_path)
     timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
-    return plan_path
+    return bytes(plan)
 
 
 class TensorRTBackend:
@@ -257,6 +279,11 @@ class TensorRTBackend:
         self.engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
         if self.engine is None:
             raise RtsrError(f"TensorRT could not load {plan.name}; delete it to rebuild")
+        # names differ between the build routes (ONNX names vs torch-tensorrt's); read them from the plan
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self._input = next(n for n in names if is_input[n])
+        self._output = next(n for n in names if not is_input[n])
         self._contexts: dict[int, object] = {}  # one execution context per CUDA stream
 
     def _context(self, stream: torch.cuda.Stream):
@@ -275,9 +302,9 @@ class TensorRTBackend:
         x = x.to(device=self.device, dtype=torch.float16).contiguous()
         y = torch.empty((n, 3, h * self.scale, w * self.scale), device=self.device, dtype=torch.float16)
         ctx = self._context(stream)
-        ctx.set_input_shape(INPUT, tuple(x.shape))
-        ctx.set_tensor_address(INPUT, x.data_ptr())
-        ctx.set_tensor_address(OUTPUT, y.data_ptr())
+        ctx.set_input_shape(self._input, tuple(x.shape))
+        ctx.set_tensor_address(self._input, x.data_ptr())
+        ctx.set_tensor_address(self._output, y.data_ptr())
         if not ctx.execute_async_v3(stream.cuda_stream):
             raise RtsrError("TensorRT execution failed")
         return y
@@ -292,6 +319,6 @@ def build_engine_cli(args: argparse.Namespace) -> int:
     generator, card = load_weights(resolve_model(args.model or load_settings().model))
     profile = ShapeProfile.from_sizes(args.min_shape, args.opt_shape, args.max_shape, args.batch)
     path = build_engine(generator, device, profile, args.workspace,
-                        progress=BuildProgress(show_bars=sys.stderr.isatty()))
+                        progress=BuildProgress(show_bars=sys.stderr.isatty()), route=args.route)
     print(f"{card.name}: {path}")
     return 0
