@@ -69,3 +69,28 @@ def test_cuda_video_pipeline_matches_cpu(tmp_path: Path, photo: np.ndarray) -> N
             outs[device] = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(outs["cpu"]) == len(outs["cuda"]) == 10
     assert min(psnr_y(a, b) for a, b in zip(outs["cpu"], outs["cuda"])) > 40
+
+
+def _torch_tensorrt_reason() -> str | None:
+    from rtsr.backends.torch_tensorrt_route import torch_tensorrt_unavailable_reason
+
+    return _trt_reason() or torch_tensorrt_unavailable_reason()
+
+
+@pytest.mark.skipif(_torch_tensorrt_reason() is not None,
+                    reason=f"torch-tensorrt route unavailable: {_torch_tensorrt_reason()}")
+def test_torch_tensorrt_route_matches_torch(photo: np.ndarray) -> None:
+    from rtsr.backends.tensorrt import ShapeProfile, TensorRTBackend
+    from rtsr.models.weights import load_weights, resolve_model
+
+    generator, _ = load_weights(resolve_model("srgan-x4-lite"))
+    backend = TensorRTBackend(generator, torch.device("cuda"), ShapeProfile((1, 16, 16), (1, 96, 128), (2, 128, 128)),
+                              route="torch-tensorrt")
+    assert "fp16-tt" in backend.plan_path.name
+    lr = torch.from_numpy(np.ascontiguousarray(photo[:96, :128])).permute(2, 0, 1)[None].float().div(255).cuda()
+    with torch.no_grad():
+        ref = generator.cuda().eval()(lr).clamp(0, 1)
+    out = backend.run(lr).float()
+    torch.cuda.synchronize()
+    assert out.shape == ref.shape
+    assert 10 * np.log10(1 / torch.mean((out - ref) ** 2).item()) > 45

@@ -270,11 +270,12 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def __init__(self, generator: Generator, device: torch.device, profile: ShapeProfile) -> None:
+    def __init__(self, generator: Generator, device: torch.device, profile: ShapeProfile,
+                 route: str = "onnx") -> None:
         trt = _trt()
         self.device, self.scale, self.dtype = device, generator.scale, torch.float16
         self.profile = profile
-        plan = build_engine(generator, device, self.profile)
+        self.plan_path = plan = build_engine(generator, device, self.profile, route=route)
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
         if self.engine is None:
