@@ -116,14 +116,15 @@ class Trainer:
         """bf16 autocast where configured: 3x faster steps on an AMX CPU; losses are taken in fp32."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
 
-    def _d_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def _d_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Discriminator logits and its LeakyReLU activations (for feature matching), in one pass."""
         assert self.discriminator is not None
         feats = []
         for layer in self.discriminator.features:
             x = layer(x)
             if isinstance(layer, torch.nn.LeakyReLU):
                 feats.append(x)
-        return feats
+        return self.discriminator.classifier(self.discriminator.pool(x)), feats
 
     def train_step(self) -> dict[str, float]:
         lr_img, hr = (t.to(self.device, memory_format=torch.channels_last) for t in self.sampler.batch(self.cfg.batch))
@@ -139,18 +140,19 @@ class Trainer:
             self.opt_g.step()
             return {"loss_g": loss.item(), "mse": loss.item()}
 
+        # The discriminator runs in fp32: on this CPU its bf16 step measured slower (2.4 s vs 1.7 s).
         d = self.discriminator
         # discriminator step: real -> 1, generated -> 0
-        with self._autocast():
-            real_logit, fake_logit = d(hr).float(), d(sr.detach()).float()
+        d.requires_grad_(True)
+        real_logit, fake_logit = d(hr), d(sr.detach())
         loss_d = (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
                   + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
-        # generator step: content + 1e-3 * adversarial (-log D(G(x)))
-        with self._autocast():
-            gen_logit = d(sr).float()
+        # generator step: content + 1e-3 * adversarial (-log D(G(x))); no gradients for D's weights
+        d.requires_grad_(False)
+        gen_logit, fake_feats = self._d_forward(sr)
         adversarial = F.binary_cross_entropy_with_logits(gen_logit, torch.ones_like(gen_logit))
         mse = F.mse_loss(sr, hr)
         if self.vgg is not None:
@@ -158,10 +160,8 @@ class Trainer:
                 fake_vgg, real_vgg = self.vgg(sr).float(), self.vgg(hr).float()
             content = F.mse_loss(fake_vgg * self.cfg.vgg_scale, real_vgg * self.cfg.vgg_scale)
         else:
-            with torch.no_grad(), self._autocast():
-                real_feats = [f.float() for f in self._d_features(hr)]
-            with self._autocast():
-                fake_feats = [f.float() for f in self._d_features(sr)]
+            with torch.no_grad():
+                real_feats = self._d_forward(hr)[1]
             fm = sum(F.l1_loss(f, r) for f, r in zip(fake_feats, real_feats)) / len(real_feats)
             content = mse + self.cfg.feature_matching_weight * 1e-2 * fm
         loss_g = content + self.cfg.adversarial_weight * adversarial
