@@ -21,6 +21,21 @@ README = ROOT / "README.md"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def _training_summary(t: dict) -> str:
+    """Steps and time of every cycle a model went through (continuations keep the earlier one)."""
+    cycles = []
+    while t:
+        cycles.append(t)
+        t = t.get("init_training") or {}
+    cycles.reverse()
+    steps = " + ".join(str(c.get("steps")) for c in cycles)
+    minutes = " + ".join(f"{c.get('wall_time_s', 0) / 60:.0f}" for c in cycles)
+    precisions = " then ".join(dict.fromkeys(c.get("precision", "fp32") for c in cycles))
+    last = cycles[-1]
+    return (f"{steps} steps, {last.get('content_loss')}, {precisions}, "
+            f"{last.get('hardware')}, {minutes} min")
+
+
 def model_table() -> str:
     lines = ["| model | blocks x channels | kind | held-out PSNR-Y | vs bicubic | SSIM-Y | bicubic PSNR/SSIM | trained |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -31,8 +46,7 @@ def model_table() -> str:
             continue
         lines.append(f"| `{name}` | {c['num_blocks']} x {c['channels']} | {card.kind} | {m['psnr_y']:.2f} dB | "
                      f"{m['gain_vs_bicubic_db']:+.2f} dB | {m['ssim_y']:.4f} | {m['bicubic']['psnr_y']:.2f} / "
-                     f"{m['bicubic']['ssim_y']:.4f} | {t.get('steps')} steps, {t.get('content_loss')}, "
-                     f"{t.get('hardware')}, {t.get('wall_time_s', 0) / 60:.0f} min |")
+                     f"{m['bicubic']['ssim_y']:.4f} | {_training_summary(t)} |")
     return "\n".join(lines)
 
 

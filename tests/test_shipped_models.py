@@ -19,9 +19,9 @@ pytest.importorskip("matplotlib")
 from train.data import load_split  # noqa: E402
 from train.evaluate import evaluate_generator  # noqa: E402
 
-# held-out PSNR-Y gain over bicubic that the shipped weights must keep. The training issue aims
-# at +1.0 dB for srgan-x4; the 5000-step CPU run measures +0.77 dB, so that target is not met yet.
-FLOOR_DB = {"srgan-x4": 0.7, "srgan-x4-lite": 0.5}
+# held-out PSNR-Y gain over bicubic that the shipped weights must keep: the training issue's
+# targets (+1.0 dB for the default srgan-x4, +0.5 dB for the lite model).
+FLOOR_DB = {"srgan-x4": 1.0, "srgan-x4-lite": 0.5}
 
 
 @pytest.mark.parametrize("name", sorted(FLOOR_DB))
