@@ -93,3 +93,16 @@ def test_wheel_photos_read_from_a_cached_wheel(tmp_path: Path) -> None:
     png = _read_wheel_photo(WheelSource("a", "pkg==1.0", "pkg/photo.png", "x"), tmp_path)
     raw = _read_wheel_photo(WheelSource("b", "pkg==1.0", "pkg/raw.dat", "x", raw_shape=(6, 8, 3)), tmp_path)
     assert np.array_equal(png[..., ::-1], rgb) and np.array_equal(raw[..., ::-1], rgb)  # both BGR
+
+
+def test_chroma_subsampling_keeps_luma_and_flattens_chroma_per_2x2() -> None:
+    from train.data import subsample_chroma
+
+    rgb = torch.rand(2, 3, 8, 10, generator=torch.Generator().manual_seed(0))
+    out = subsample_chroma(rgb)
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    assert out.shape == rgb.shape
+    assert ((out * luma).sum(1) - (rgb * luma).sum(1)).abs().mean() < 0.01  # luma kept, but where clamped
+    flat = torch.rand(1, 3, 1, 1).expand(1, 3, 8, 8)
+    assert torch.allclose(subsample_chroma(flat), flat, atol=1e-5)  # flat colour passes unchanged
+    assert not torch.allclose(out, rgb, atol=0.01)  # chroma detail is gone

@@ -181,6 +181,18 @@ def load_split(part: str, data_dir: Path = DATA_DIR, wheels: bool = False) -> di
     return {p.stem: cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in files}
 
 
+def subsample_chroma(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB (N,3,H,W) in [0,1] through BT.601 4:2:0 and back: chroma averaged per 2x2, then
+    bilinearly upsampled, as an encoder and a decoder do to every video frame."""
+    m = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+    ycc = torch.einsum("ij,njhw->nihw", m, rgb)
+    h, w = rgb.shape[-2:]
+    chroma = torch.nn.functional.avg_pool2d(ycc[:, 1:], 2, ceil_mode=True)
+    ycc = torch.cat([ycc[:, :1], torch.nn.functional.interpolate(chroma, size=(h, w), mode="bilinear",
+                                                                 align_corners=False)], 1)
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(m), ycc).clamp(0, 1)
+
+
 class PatchSampler:
     """Random HR patches (crop, flip, 90-degree rotation) and their bicubic LR, as in the paper.
 
@@ -190,9 +202,10 @@ class PatchSampler:
     """
 
     def __init__(self, images: list[np.ndarray], hr_patch: int, scale: int, seed: int,
-                 noise_std: float = 0.0) -> None:
+                 noise_std: float = 0.0, chroma_subsample: float = 0.0) -> None:
         self.images = [torch.from_numpy(im).permute(2, 0, 1).contiguous() for im in images]
         self.hr_patch, self.scale, self.noise_std = hr_patch, scale, noise_std
+        self.chroma_subsample = chroma_subsample  # share of LR patches sent through 4:2:0, as video is
         self.weights = torch.full((len(self.images),), 1.0 / len(self.images))
         self.gen = torch.Generator().manual_seed(seed)
 
@@ -214,6 +227,9 @@ class PatchSampler:
             patches.append(patch)
         hr = torch.stack(patches).float() / 255
         lr = downscale(hr, self.scale)
+        if self.chroma_subsample > 0:
+            pick = torch.rand(size, generator=self.gen) < self.chroma_subsample
+            lr[pick] = subsample_chroma(lr[pick])
         if self.noise_std > 0:
             lr = (lr + torch.randn(lr.shape, generator=self.gen) * self.noise_std).clamp_(0, 1)
         # LR is quantised to 8 bits as in a real decoded frame

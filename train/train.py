@@ -51,6 +51,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     seed: int = 0
     noise_std: float = 0.0
+    chroma_subsample: float = 0.0   # share of LR patches sent through 4:2:0 chroma (video input)
     init_from: str | None = None    # weights file to start from (stage 2 starts from stage 1)
     adversarial_weight: float = 1e-3
     vgg_scale: float = 1 / 12.75    # the paper's rescaling of VGG features
@@ -97,7 +98,8 @@ class Trainer:
             if vgg_weights:
                 self.vgg = VGG19Features.from_torchvision_weights(vgg_weights).to(device)
         train_images = list(load_split("train", wheels=cfg.wheel_photos).values())
-        self.sampler = PatchSampler(train_images, cfg.hr_patch, self.generator.scale, cfg.seed, cfg.noise_std)
+        self.sampler = PatchSampler(train_images, cfg.hr_patch, self.generator.scale, cfg.seed, cfg.noise_std,
+                                    cfg.chroma_subsample)
         self.heldout = load_split("heldout")
         self.step = 0
 
