@@ -248,7 +248,7 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
             "data": f"train/data.py train split ({len(trainer.sampler.images)} photos shipped by installed packages"
                     f"{' and pinned registry wheels' if cfg.wheel_photos else ''}); "
                     "LR = antialiased bicubic x1/scale, 8-bit",
-            "precision": cfg.precision,
+            "precision": cfg.precision, "chroma_subsample": cfg.chroma_subsample,
             "hardware": f"{device.type}: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
                         f"{torch.get_num_threads()} threads",
             "wall_time_s": round(elapsed, 1), "steps_this_session": trainer.step - first_step,
