@@ -87,8 +87,8 @@ def test_pipeline_beats_bicubic_on_a_panned_photo(tmp_path: Path, photo: np.ndar
         gains.append(psnr_y(truth, sr, 4) - psnr_y(truth, bicubic, 4))
     assert len(sr_frames) == len(hr)
     # The pipeline matches the API on the decoded frames; the margin over bicubic is smaller here
-    # than on clean photos because the LR frames went through 4:2:0 chroma subsampling, which
-    # training does not simulate yet (lite: 0.22-0.32 dB here vs 0.34-0.58 dB on clean RGB input).
+    # than on clean photos because the LR frames went through 4:2:0 chroma subsampling, which only
+    # the last short training cycle simulates (lite measured 0.28-0.41 dB here).
     assert min(gains) > 0.2, gains
 
 
