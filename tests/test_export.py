@@ -140,3 +140,11 @@ def test_torch_tensorrt_route_only_where_versions_line_up() -> None:
 def test_profile_as_nchw_shapes() -> None:
     profile = ShapeProfile((1, 16, 16), (4, 270, 480), (8, 540, 960))
     assert profile.nchw() == ((1, 3, 16, 16), (4, 3, 270, 480), (8, 3, 540, 960))
+
+
+def test_build_engine_refuses_an_unknown_route() -> None:
+    from rtsr.backends.tensorrt import build_engine
+
+    profile = ShapeProfile((1, 16, 16), (1, 32, 32), (1, 64, 64))
+    with pytest.raises(RtsrError, match="unknown build route"):
+        build_engine(make_generator(), torch.device("cpu"), profile, route="tflite")

@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from rtsr.quality import downscale
+from rtsr.video.color import luma_coefficients
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +184,13 @@ def load_split(part: str, data_dir: Path = DATA_DIR, wheels: bool = False) -> di
 
 def subsample_chroma(rgb: torch.Tensor) -> torch.Tensor:
     """RGB (N,3,H,W) in [0,1] through BT.601 4:2:0 and back: chroma averaged per 2x2, then
-    bilinearly upsampled, as an encoder and a decoder do to every video frame."""
-    m = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+    bilinearly upsampled, as an encoder and a decoder do to every video frame. Unquantised and
+    centre-sited (the video path's converters in rtsr/video/color.py work on 8-bit planes); the
+    LR patch is quantised to 8 bits afterwards anyway."""
+    kr, kg, kb = luma_coefficients("bt601")
+    m = torch.tensor([[kr, kg, kb],
+                      [-kr / (2 - 2 * kb), -kg / (2 - 2 * kb), 0.5],
+                      [0.5, -kg / (2 - 2 * kr), -kb / (2 - 2 * kr)]])
     ycc = torch.einsum("ij,njhw->nihw", m, rgb)
     h, w = rgb.shape[-2:]
     chroma = torch.nn.functional.avg_pool2d(ycc[:, 1:], 2, ceil_mode=True)

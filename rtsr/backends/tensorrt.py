@@ -185,7 +185,8 @@ def _trt():
     return trt
 
 
-ROUTES = ("onnx", "torch-tensorrt")
+# build route -> the precision tag of its plans in the cache key (the two routes give different plans)
+ROUTE_TAGS = {"onnx": "fp16", "torch-tensorrt": "fp16-tt"}
 
 
 def build_engine(generator: Generator, device: torch.device, profile: ShapeProfile,
@@ -196,14 +197,15 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
     Both routes give a serialized TensorRT plan with one input and one output, so the cache and
     TensorRTBackend are shared; the route is part of the key (the plans differ).
     """
+    if route not in ROUTE_TAGS:
+        raise RtsrError(f"unknown build route {route!r}; choose one of {', '.join(ROUTE_TAGS)}")
     reason = unavailable_reason(device) or (torch_tensorrt_unavailable_reason() if route == "torch-tensorrt" else None)
     if reason:
         raise RtsrError(f"cannot build a TensorRT engine: {reason}")
     trt = _trt()
     props = torch.cuda.get_device_properties(device)
-    precision = "fp16" if route == "onnx" else "fp16-tt"
-    key = engine_key(model_hash(generator), props.name, (props.major, props.minor), trt.__version__, precision,
-                     profile)
+    key = engine_key(model_hash(generator), props.name, (props.major, props.minor), trt.__version__,
+                     ROUTE_TAGS[route], profile)
     plan_path = cache_dir / key
     prefix = key[: -len(f"{profile.tag()}.plan")]
     cached = plan_path if plan_path.is_file() else select_cached(

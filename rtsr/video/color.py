@@ -38,7 +38,7 @@ class ColorSpec:
         return cls(matrix, color_range == RANGE_FULL, colorspace, color_range, primaries, trc)
 
 
-def _coefficients(matrix: str) -> tuple[float, float, float]:
+def luma_coefficients(matrix: str) -> tuple[float, float, float]:
     kr, kb = _KR_KB[matrix]
     return kr, 1.0 - kr - kb, kb
 
@@ -52,7 +52,7 @@ def yuv420_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, spec: Color
     else:
         yf, uf, vf = (yf - 16) / 219, (uf - 128) / 224, (vf - 128) / 224
     uv = _upsample_chroma(torch.stack((uf, vf), 1))
-    kr, kg, kb = _coefficients(spec.matrix)
+    kr, kg, kb = luma_coefficients(spec.matrix)
     cb, cr = uv[:, 0], uv[:, 1]
     r = yf + 2 * (1 - kr) * cr
     b = yf + 2 * (1 - kb) * cb
@@ -62,7 +62,7 @@ def yuv420_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, spec: Color
 
 def rgb_to_yuv420(rgb: torch.Tensor, spec: ColorSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """float RGB N x 3 x H x W in [0, 1] -> uint8 planes Y (N x H x W), U, V (N x H/2 x W/2)."""
-    kr, kg, kb = _coefficients(spec.matrix)
+    kr, kg, kb = luma_coefficients(spec.matrix)
     r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
     yf = kr * r + kg * g + kb * b
     uv = torch.stack(((b - yf) / (2 * (1 - kb)), (r - yf) / (2 * (1 - kr))), 1)
