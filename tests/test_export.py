@@ -11,7 +11,7 @@ import torch
 from rtsr.backends.onnx_export import INPUT, export_onnx
 from rtsr.backends.tensorrt import (BuildProgress, ShapeProfile, _progress_monitor, engine_key, model_hash,
                                    select_cached)
-from rtsr.backends.torch_tensorrt_route import torch_tensorrt_unavailable_reason, version_mismatch
+from rtsr.backends.torch_tensorrt_route import export_program, torch_tensorrt_unavailable_reason, version_mismatch
 from rtsr.settings import parse_size
 from rtsr.errors import RtsrError
 from rtsr.models import fold_batchnorm
@@ -135,6 +135,20 @@ def test_torch_tensorrt_route_only_where_versions_line_up() -> None:
     assert version_mismatch("2.13.0+cu130", "2.13.1") is None
     assert "built for torch 2.14" in version_mismatch("2.14.0", "2.13.0+cpu")
     assert torch_tensorrt_unavailable_reason()  # not installable on a CPU machine
+
+
+def test_torch_tensorrt_route_export_is_dynamic_within_the_profile() -> None:
+    """The route's torch.export step (no TensorRT needed): one program serves every shape in the
+    profile and matches the eager generator, clamp included."""
+    g = make_generator(channels=16)
+    profile = ShapeProfile((1, 16, 16), (2, 24, 40), (3, 48, 64))
+    program = export_program(g, torch.device("cpu"), profile, dtype=torch.float32).module()
+    for shape in ((1, 3, 16, 16), (3, 3, 48, 64), (2, 3, 29, 37)):
+        x = torch.rand(shape)
+        with torch.no_grad():
+            y = program(x)
+            assert y.shape == (shape[0], 3, shape[2] * 4, shape[3] * 4)
+            assert torch.allclose(y, g(x).clamp(0, 1), atol=1e-4)
 
 
 def test_profile_as_nchw_shapes() -> None:

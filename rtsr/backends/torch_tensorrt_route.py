@@ -34,19 +34,26 @@ def torch_tensorrt_unavailable_reason() -> str | None:
     return version_mismatch(torch_tensorrt.__version__, torch.__version__)
 
 
-def torch_tensorrt_plan(generator: Generator, device: torch.device, profile) -> bytes:
-    """Serialized FP16 TensorRT plan of the BN-folded, clamped generator for `profile`'s shapes."""
-    import torch_tensorrt
-
-    model = ClampedGenerator(fold_batchnorm(generator)).to(device=device, dtype=torch.float16).eval()
+def export_program(generator: Generator, device: torch.device, profile,
+                   dtype: torch.dtype = torch.float16) -> torch.export.ExportedProgram:
+    """The BN-folded, clamped generator as a torch.export program, dynamic over `profile`'s shapes
+    (runs on any device, so the export is tested on CPU)."""
+    model = ClampedGenerator(fold_batchnorm(generator)).to(device=device, dtype=dtype).eval()
     lo, opt, hi = profile.nchw()
     # dims whose min == max stay static; export specialises sizes 0/1, so the sample uses the max batch
     dims = {axis: torch.export.Dim(name, min=lo[axis], max=hi[axis])
             for axis, name in ((0, "batch"), (2, "height"), (3, "width")) if lo[axis] < hi[axis]}
-    sample = torch.rand(hi[0], 3, *opt[2:], device=device, dtype=torch.float16)
+    sample = torch.rand(hi[0], 3, *opt[2:], device=device, dtype=dtype)
     with torch.no_grad():
-        program = torch.export.export(model, (sample,), dynamic_shapes=(dims,))
+        return torch.export.export(model, (sample,), dynamic_shapes=(dims,))
+
+
+def torch_tensorrt_plan(generator: Generator, device: torch.device, profile) -> bytes:
+    """Serialized FP16 TensorRT plan of the exported generator for `profile`'s shapes."""
+    import torch_tensorrt
+
+    lo, opt, hi = profile.nchw()
     spec = torch_tensorrt.Input(min_shape=lo, opt_shape=opt, max_shape=hi, dtype=torch.float16)
     plan = torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine(
-        program, arg_inputs=[spec], use_explicit_typing=True)
+        export_program(generator, device, profile), arg_inputs=[spec], use_explicit_typing=True)
     return bytes(plan)
