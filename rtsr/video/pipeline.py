@@ -66,8 +66,12 @@ class DeviceStage:
         self.upscaler, self.info, self.batch = upscaler, info, batch
         self.device = upscaler.device
         self.cuda = self.device.type == "cuda"
-        h, w, s = info.height, info.width, upscaler.scale
-        self.in_size, self.out_size = h * w * 3 // 2, h * s * w * s * 3 // 2
+        (h, w), s = info.padded_hw, upscaler.scale
+        self.out_hw = info.height * s, info.width * s  # an odd input's padding is cropped off
+        if self.out_hw[0] % 2 or self.out_hw[1] % 2:
+            raise RtsrError(f"a x{s} upscale of {info.width}x{info.height} is {self.out_hw[1]}x{self.out_hw[0]}, "
+                            f"which 4:2:0 video cannot hold (width and height must be even)")
+        self.in_size, self.out_size = h * w * 3 // 2, self.out_hw[0] * self.out_hw[1] * 3 // 2
         pin = self.cuda
         self.in_host = [torch.empty((batch, self.in_size), dtype=torch.uint8, pin_memory=pin) for _ in range(self.SLOTS)]
         self.out_host = [torch.empty((batch, self.out_size), dtype=torch.uint8, pin_memory=pin) for _ in range(self.SLOTS)]
@@ -81,7 +85,7 @@ class DeviceStage:
         self.seconds = {"upload": 0.0, "model": 0.0, "colour": 0.0, "download": 0.0}
 
     def _planes(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h, w = self.info.height, self.info.width
+        h, w = self.info.padded_hw
         n = packed.shape[0]
         y, u, v = packed.split((h * w, h * w // 4, h * w // 4), dim=1)
         return y.view(n, h, w), u.view(n, h // 2, w // 2), v.view(n, h // 2, w // 2)
@@ -91,6 +95,7 @@ class DeviceStage:
         rgb = yuv420_to_rgb(*self._planes(packed), self.info.color)
         t1 = time.perf_counter()
         sr = self.upscaler.upscale_tensor(rgb, self.compute_stream if self.cuda else None)
+        sr = sr[..., : self.out_hw[0], : self.out_hw[1]]
         t2 = time.perf_counter()
         out = torch.cat([p.flatten(1) for p in rgb_to_yuv420(sr, self.info.color)], 1)
         self.seconds["colour"] += (t1 - t0) + (time.perf_counter() - t2)

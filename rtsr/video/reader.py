@@ -24,7 +24,7 @@ END = object()  # end-of-stream marker on the queue
 
 @dataclass
 class VideoItem:
-    """One decoded frame: Y, U, V planes packed as in PyAV's yuv420p ndarray (H*3/2 x W)."""
+    """One decoded frame: its Y, U, V planes one after another (see `packed_yuv420`)."""
 
     yuv: np.ndarray
     pts: int
@@ -51,6 +51,25 @@ class VideoInfo:
     frames: int | None          # estimate for the progress bar, if the container knows
     color: ColorSpec
     copy_streams: tuple[int, ...]
+
+    @property
+    def padded_hw(self) -> tuple[int, int]:
+        """Frame size as the reader delivers it: odd sides padded to even (see `packed_yuv420`)."""
+        return self.height + self.height % 2, self.width + self.width % 2
+
+
+def packed_yuv420(frame: av.VideoFrame) -> np.ndarray:
+    """A yuv420p frame's Y, U, V planes, flat, for a padded_hw-sized 4:2:0 frame.
+
+    4:2:0 holds one chroma sample per 2x2 luma block, so an odd-sized frame already has chroma
+    for a padded even size; only Y gains a last row/column, repeated from its edge. The pipeline
+    crops the padding off the upscaled frame.
+    """
+    if frame.width % 2 == 0 and frame.height % 2 == 0:
+        return frame.to_ndarray()  # PyAV's own packing: the same plane order
+    y, u, v = (np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[: p.height, : p.width] for p in frame.planes)
+    y = np.pad(y, ((0, frame.height % 2), (0, frame.width % 2)), mode="edge")
+    return np.concatenate((y.ravel(), u.ravel(), v.ravel()))
 
 
 def open_input(path: Path) -> av.container.InputContainer:
@@ -83,9 +102,9 @@ class VideoReader:
             raise RtsrError(f"{path}: this FFmpeg build has no decoder for its video codec")
         self.stream.thread_type = "AUTO"
         w, h = ctx.width, ctx.height
-        if w % 2 or h % 2 or w == 0 or h == 0:
+        if w == 0 or h == 0:
             self.container.close()
-            raise RtsrError(f"{path}: frame size {w}x{h} is not supported (width and height must be even)")
+            raise RtsrError(f"{path}: the video stream has no frame size")
         self.start, self.end, self.max_frames = start, end, max_frames
         self.info = VideoInfo(
             width=w, height=h, time_base=self.stream.time_base, average_rate=self.stream.average_rate,
@@ -183,6 +202,6 @@ class VideoReader:
                     return
                 if frame.format.name != "yuv420p":
                     frame = frame.reformat(format="yuv420p")
-                if not self._put(VideoItem(frame.to_ndarray(), frame.pts, frame.time_base, int(frame.rotation))):
+                if not self._put(VideoItem(packed_yuv420(frame), frame.pts, frame.time_base, int(frame.rotation))):
                     return
                 emitted, last_pts = emitted + 1, frame.pts
