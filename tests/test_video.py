@@ -118,6 +118,29 @@ def test_odd_frame_size(tmp_path: Path, photo: np.ndarray) -> None:
         assert psnr_y(api[:, -8:], sr[:, -8:]) > 32 and psnr_y(api[-8:], sr[-8:]) > 32
 
 
+def test_main_picture_not_the_cover(tmp_path: Path, tiny_weights: Path) -> None:
+    """A file whose first video stream is a one-frame cover image: the movie is what gets upscaled."""
+    src = tmp_path / "cover.mkv"
+    with av.open(str(src), "w") as out:
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+        movie = out.add_stream("libx264", rate=24)
+        movie.width, movie.height, movie.pix_fmt = 64, 48, "yuv420p"
+        picture = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+        for p in [*cover.encode(picture.reformat(format="yuvj420p")), *cover.encode(None)]:
+            out.mux(p)
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for p in movie.encode(frame):
+                out.mux(p)
+        for p in movie.encode(None):
+            out.mux(p)
+    dst = tmp_path / "cover_x4.mkv"
+    assert upscale_video(src, dst, Upscaler(tiny_weights, device="cpu")).frames == 5
+    assert probe(dst)["size"] == (256, 192)
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rtsr", *args], capture_output=True, text=True, timeout=120)
 

@@ -91,11 +91,11 @@ class VideoReader:
                  max_frames: int | None = None) -> None:
         self.path = path
         self.container = open_input(path)
-        video_streams = self.container.streams.video
-        if not video_streams:
+        # FFmpeg's choice (av_find_best_stream): skips cover art, prefers the main picture
+        self.stream = self.container.streams.best("video")
+        if self.stream is None:
             self.container.close()
             raise RtsrError(f"{path} has no video stream")
-        self.stream = video_streams[0]
         ctx = self.stream.codec_context
         if ctx is None:
             self.container.close()
