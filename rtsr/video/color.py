@@ -14,6 +14,8 @@ import torch
 # AVColorSpace / AVColorRange values as FFmpeg (and PyAV) number them
 SPACE_BT709, SPACE_UNSPECIFIED, SPACE_BT470BG, SPACE_SMPTE170M, SPACE_BT2020_NCL = 1, 2, 5, 6, 9
 RANGE_UNSPECIFIED, RANGE_LIMITED, RANGE_FULL = 0, 1, 2
+# the 4:2:0 pixel format the path carries for each bit depth (deeper sources go as 10-bit)
+YUV420_FORMATS = {8: "yuv420p", 10: "yuv420p10le"}
 # luma coefficients (Kr, Kb) of each matrix
 _KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
 _MATRIX_OF_SPACE = {SPACE_BT709: "bt709", SPACE_BT470BG: "bt601", SPACE_SMPTE170M: "bt601",
@@ -30,12 +32,26 @@ class ColorSpec:
     color_range: int
     color_primaries: int
     color_trc: int
+    bit_depth: int = 8     # 8 or 10: code values of the YUV planes (a 10-bit source stays 10-bit)
 
     @classmethod
-    def from_tags(cls, colorspace: int, color_range: int, primaries: int, trc: int, height: int) -> "ColorSpec":
+    def from_tags(cls, colorspace: int, color_range: int, primaries: int, trc: int, height: int,
+                  bit_depth: int = 8) -> "ColorSpec":
         # untagged: HD and up is BT.709, SD is BT.601 (what players assume)
         matrix = _MATRIX_OF_SPACE.get(colorspace, "bt709" if height >= 720 else "bt601")
-        return cls(matrix, color_range == RANGE_FULL, colorspace, color_range, primaries, trc)
+        return cls(matrix, color_range == RANGE_FULL, colorspace, color_range, primaries, trc, bit_depth)
+
+    @property
+    def pix_fmt(self) -> str:
+        return YUV420_FORMATS[self.bit_depth]
+
+    def levels(self) -> tuple[float, float, float, float]:
+        """(luma offset, luma span, chroma offset, chroma span) in code values of this bit depth."""
+        m = 1 << (self.bit_depth - 8)
+        if self.full_range:
+            top = float((1 << self.bit_depth) - 1)
+            return 0.0, top, 128.0 * m, top
+        return 16.0 * m, 219.0 * m, 128.0 * m, 224.0 * m
 
 
 def luma_coefficients(matrix: str) -> tuple[float, float, float]:
@@ -44,13 +60,11 @@ def luma_coefficients(matrix: str) -> tuple[float, float, float]:
 
 
 def yuv420_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, spec: ColorSpec) -> torch.Tensor:
-    """uint8 planes N x H x W, N x H/2 x W/2 (x2) -> float RGB N x 3 x H x W in [0, 1]."""
-    dtype = torch.float16 if y.is_cuda else torch.float32
+    """Integer planes N x H x W, N x H/2 x W/2 (x2) of spec.bit_depth -> float RGB N x 3 x H x W in [0, 1]."""
+    dtype = torch.float16 if y.is_cuda else torch.float32  # fp16 holds 10-bit code values exactly
     yf, uf, vf = (p.to(dtype) for p in (y, u, v))
-    if spec.full_range:
-        yf, uf, vf = yf / 255, (uf - 128) / 255, (vf - 128) / 255
-    else:
-        yf, uf, vf = (yf - 16) / 219, (uf - 128) / 224, (vf - 128) / 224
+    y_off, y_span, c_off, c_span = spec.levels()
+    yf, uf, vf = (yf - y_off) / y_span, (uf - c_off) / c_span, (vf - c_off) / c_span
     uv = _upsample_chroma(torch.stack((uf, vf), 1))
     kr, kg, kb = luma_coefficients(spec.matrix)
     cb, cr = uv[:, 0], uv[:, 1]
@@ -61,19 +75,20 @@ def yuv420_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, spec: Color
 
 
 def rgb_to_yuv420(rgb: torch.Tensor, spec: ColorSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """float RGB N x 3 x H x W in [0, 1] -> uint8 planes Y (N x H x W), U, V (N x H/2 x W/2)."""
+    """float RGB N x 3 x H x W in [0, 1] -> planes Y (N x H x W), U, V (N x H/2 x W/2) of spec.bit_depth:
+    uint8 for 8-bit, int16 for 10-bit (torch's widest small integer with full op support)."""
+    if spec.bit_depth > 8:
+        rgb = rgb.float()  # fp16 steps are 0.5 of a code value above 512: too coarse for 10-bit
     kr, kg, kb = luma_coefficients(spec.matrix)
     r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
     yf = kr * r + kg * g + kb * b
     uv = torch.stack(((b - yf) / (2 * (1 - kb)), (r - yf) / (2 * (1 - kr))), 1)
     uv = _downsample_chroma(uv)
-    if spec.full_range:
-        yq, uvq = yf * 255, uv * 255 + 128
-    else:
-        yq, uvq = yf * 219 + 16, uv * 224 + 128
-    to_u8 = lambda t: t.round_().clamp_(0, 255).to(torch.uint8)  # noqa: E731
-    uvq = to_u8(uvq)
-    return to_u8(yq), uvq[:, 0], uvq[:, 1]
+    y_off, y_span, c_off, c_span = spec.levels()
+    top, out = (1 << spec.bit_depth) - 1, torch.uint8 if spec.bit_depth == 8 else torch.int16
+    to_int = lambda t: t.round_().clamp_(0, top).to(out)  # noqa: E731
+    uvq = to_int(uv * c_span + c_off)
+    return to_int(yf * y_span + y_off), uvq[:, 0], uvq[:, 1]
 
 
 def _upsample_chroma(c: torch.Tensor) -> torch.Tensor:

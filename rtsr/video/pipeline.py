@@ -73,8 +73,9 @@ class DeviceStage:
                             f"which 4:2:0 video cannot hold (width and height must be even)")
         self.in_size, self.out_size = h * w * 3 // 2, self.out_hw[0] * self.out_hw[1] * 3 // 2
         pin = self.cuda
-        self.in_host = [torch.empty((batch, self.in_size), dtype=torch.uint8, pin_memory=pin) for _ in range(self.SLOTS)]
-        self.out_host = [torch.empty((batch, self.out_size), dtype=torch.uint8, pin_memory=pin) for _ in range(self.SLOTS)]
+        dtype = torch.uint8 if info.color.bit_depth == 8 else torch.int16  # 10-bit codes fit in int16
+        self.in_host = [torch.empty((batch, self.in_size), dtype=dtype, pin_memory=pin) for _ in range(self.SLOTS)]
+        self.out_host = [torch.empty((batch, self.out_size), dtype=dtype, pin_memory=pin) for _ in range(self.SLOTS)]
         self.free: queue.Queue[int] = queue.Queue()
         for slot in range(self.SLOTS):
             self.free.put(slot)

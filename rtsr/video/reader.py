@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from rtsr.errors import RtsrError
-from rtsr.video.color import ColorSpec
+from rtsr.video.color import YUV420_FORMATS, ColorSpec
 
 log = logging.getLogger(__name__)
 END = object()  # end-of-stream marker on the queue
@@ -59,7 +59,7 @@ class VideoInfo:
 
 
 def packed_yuv420(frame: av.VideoFrame) -> np.ndarray:
-    """A yuv420p frame's Y, U, V planes, flat, for a padded_hw-sized 4:2:0 frame.
+    """A yuv420p or yuv420p10le frame's Y, U, V planes, flat, for a padded_hw-sized 4:2:0 frame.
 
     4:2:0 holds one chroma sample per 2x2 luma block, so an odd-sized frame already has chroma
     for a padded even size; only Y gains a last row/column, repeated from its edge. The pipeline
@@ -67,7 +67,9 @@ def packed_yuv420(frame: av.VideoFrame) -> np.ndarray:
     """
     if frame.width % 2 == 0 and frame.height % 2 == 0:
         return frame.to_ndarray()  # PyAV's own packing: the same plane order
-    y, u, v = (np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[: p.height, : p.width] for p in frame.planes)
+    dtype = np.dtype("<u2" if frame.format.name.endswith("10le") else "u1")
+    y, u, v = (np.frombuffer(p, dtype).reshape(-1, p.line_size // dtype.itemsize)[: p.height, : p.width]
+               for p in frame.planes)
     y = np.pad(y, ((0, frame.height % 2), (0, frame.width % 2)), mode="edge")
     return np.concatenate((y.ravel(), u.ravel(), v.ravel()))
 
@@ -82,6 +84,12 @@ def open_input(path: Path) -> av.container.InputContainer:
         raise RtsrError(f"{path} is not a video file (or it is corrupt)") from None
     except av.error.FFmpegError as exc:
         raise RtsrError(f"cannot open {path}: {exc.strerror or exc}") from None
+
+
+def _bit_depth(fmt: "av.VideoFormat | None") -> int:
+    """8, or 10 for any deeper source: the depths the path carries (YUV420_FORMATS)."""
+    bits = max((c.bits for c in fmt.components), default=8) if fmt is not None else 8
+    return 8 if bits <= 8 else max(YUV420_FORMATS)
 
 
 class VideoReader:
@@ -109,7 +117,8 @@ class VideoReader:
         self.info = VideoInfo(
             width=w, height=h, time_base=self.stream.time_base, average_rate=self.stream.average_rate,
             frames=self._frame_estimate(),
-            color=ColorSpec.from_tags(ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc, h),
+            color=ColorSpec.from_tags(ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc, h,
+                                      _bit_depth(ctx.format)),
             copy_streams=tuple(s.index for s in self.container.streams
                                if s.index != self.stream.index and s.type in ("audio", "subtitle", "data")),
         )
@@ -200,8 +209,8 @@ class VideoReader:
                     continue
                 if where > 0 or (self.max_frames is not None and emitted >= self.max_frames):
                     return
-                if frame.format.name != "yuv420p":
-                    frame = frame.reformat(format="yuv420p")
+                if frame.format.name != self.info.color.pix_fmt:
+                    frame = frame.reformat(format=self.info.color.pix_fmt)
                 if not self._put(VideoItem(packed_yuv420(frame), frame.pts, frame.time_base, int(frame.rotation))):
                     return
                 emitted, last_pts = emitted + 1, frame.pts

@@ -31,7 +31,7 @@ class EncodeOptions:
     codec: str = "libx264"
     crf: int = 18
     preset: str = "veryfast"
-    pix_fmt: str = "yuv420p"
+    pix_fmt: str | None = None  # None: the source's depth, yuv420p or yuv420p10le
 
     def codec_options(self) -> dict[str, str]:
         """Quality/speed options in the names each encoder family uses."""
@@ -55,7 +55,8 @@ def check_encoder(name: str) -> None:
 
 @dataclass
 class FrameBatch:
-    """Upscaled frames packed as yuv420p (N x sH*sW*3/2 uint8), ready once `ready` is done."""
+    """Upscaled frames packed as 4:2:0 planes (N x sH*sW*3/2; uint8, or int16 holding 10-bit),
+    ready once `ready` is done."""
 
     packed: torch.Tensor
     pts: list[int]
@@ -75,6 +76,7 @@ class VideoWriter:
         self.color: ColorSpec = info.color
         self.offset = Fraction(offset_seconds).limit_denominator(10**6)
         self.options = options
+        self.pix_fmt = options.pix_fmt or info.color.pix_fmt
         try:
             self.container = av.open(str(path), mode="w")
         except (av.error.FFmpegError, ValueError) as exc:
@@ -82,7 +84,7 @@ class VideoWriter:
         self.video = self.container.add_stream(options.codec, rate=info.average_rate or DEFAULT_RATE,
                                                options=options.codec_options())
         ctx = self.video.codec_context
-        ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, options.pix_fmt
+        ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, self.pix_fmt
         ctx.time_base = info.time_base
         self.video.time_base = info.time_base
         ctx.colorspace, ctx.color_range = info.color.colorspace, info.color.color_range
@@ -180,13 +182,16 @@ class VideoWriter:
         if batch.ready is not None:
             batch.ready.synchronize()
         packed: np.ndarray = batch.packed.numpy()
+        if packed.dtype == np.int16:
+            packed = packed.view(np.uint16)  # 10-bit code values, as yuv420p10le stores them
         shift = self._ticks(batch.time_base)
         try:
             for row, pts in zip(packed, batch.pts):
-                frame = av.VideoFrame.from_ndarray(row.reshape(self.height * 3 // 2, self.width), format="yuv420p")
+                frame = av.VideoFrame.from_ndarray(row.reshape(self.height * 3 // 2, self.width),
+                                                   format=self.color.pix_fmt)
                 frame.colorspace, frame.color_range = self.color.colorspace, self.color.color_range
-                if self.options.pix_fmt != "yuv420p":
-                    frame = frame.reformat(format=self.options.pix_fmt)
+                if self.pix_fmt != self.color.pix_fmt:
+                    frame = frame.reformat(format=self.pix_fmt)
                 frame.pts, frame.time_base = pts - shift, batch.time_base
                 for packet in self.video.encode(frame):
                     self.container.mux(packet)
