@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from rtsr.backends import ALIASES, BACKENDS
 from rtsr.errors import RtsrError
 
 log = logging.getLogger("rtsr")
@@ -18,7 +19,8 @@ log = logging.getLogger("rtsr")
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="shipped model name or .pt weights path (default: srgan-x4)")
-    p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "torch"))
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS, *ALIASES),
+                   help="auto: TensorRT where it can run, else PyTorch (trt = tensorrt)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU if there is one)")
     p.add_argument("--tile", type=int, default=None, help="largest input tile side in pixels")
 

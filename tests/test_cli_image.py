@@ -109,6 +109,16 @@ def test_build_engine_without_tensorrt_or_gpu() -> None:
     assert "TensorRT" in proc.stderr or "cuda" in proc.stderr.lower()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("backend", ["tensorrt", "trt"])
+def test_tensorrt_backend_without_gpu_is_one_line(tmp_path: Path, backend: str) -> None:
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), np.zeros((8, 8, 3), np.uint8))
+    proc = run_cli("upscale", str(src), "--backend", backend, "--model", "srgan-x4-lite")
+    assert_one_line_error(proc, "backend 'tensorrt' unavailable")
+    assert not (tmp_path / "in_x4.png").exists()
+
+
 def test_info_reports_backends() -> None:
     proc = run_cli("info")
     assert proc.returncode == 0

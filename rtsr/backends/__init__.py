@@ -12,10 +12,12 @@ from rtsr.models.srgan import Generator
 log = logging.getLogger(__name__)
 
 BACKENDS = ("tensorrt", "torch")  # "auto" tries them in this order: fastest first
+ALIASES = {"trt": "tensorrt"}
 
 
 def unavailable_reason(name: str, device: torch.device) -> str | None:
     """Why backend `name` cannot run on `device` here, or None when it can."""
+    name = ALIASES.get(name, name)
     if name == "torch":
         return None
     if name == "tensorrt":
@@ -29,6 +31,7 @@ def create_backend(name: str, generator: Generator, device: torch.device, max_ba
                    max_side: int = 1024) -> Backend:
     """Build backend `name` ('auto' picks the fastest available) for `generator` on `device`,
     for inputs of at most `max_batch` x `max_side` x `max_side` (what TensorRT builds for)."""
+    name = ALIASES.get(name, name)
     if name == "auto":
         for candidate in BACKENDS:
             reason = unavailable_reason(candidate, device)
@@ -47,4 +50,4 @@ def create_backend(name: str, generator: Generator, device: torch.device, max_ba
     return TensorRTBackend(generator, device, ShapeProfile.for_inputs(max_batch, max_side))
 
 
-__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "create_backend", "unavailable_reason"]
+__all__ = ["ALIASES", "BACKENDS", "Backend", "BackendUnavailable", "create_backend", "unavailable_reason"]
