@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--codec", default="libx264", help="video encoder (libx264, libx265, libsvtav1, h264_nvenc...)")
     up.add_argument("--crf", type=int, default=18, help="encoder quality, lower is better")
     up.add_argument("--preset", default="veryfast", help="encoder speed preset")
-    up.add_argument("--pix-fmt", help="output pixel format (default: yuv420p, or yuv420p10le for a 10-bit source)")
+    up.add_argument("--pix-fmt", help="output pixel format (default: yuv420p; yuv420p10le for a 10-bit source "
+                         "with an HEVC/AV1/VP9 encoder)")
     up.add_argument("--start", type=float, default=None, help="start time in seconds")
     up.add_argument("--end", type=float, default=None, help="end time in seconds")
     up.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")

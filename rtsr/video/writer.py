@@ -19,11 +19,14 @@ import numpy as np
 import torch
 
 from rtsr.errors import RtsrError
-from rtsr.video.color import ColorSpec
+from rtsr.video.color import YUV420_FORMATS, ColorSpec
 from rtsr.video.reader import END, PacketItem, VideoInfo
 
 log = logging.getLogger(__name__)
 DEFAULT_RATE = Fraction(30)
+# encoders whose 10-bit profile players decode widely (HEVC Main10, AV1, VP9 profile 2); H.264's
+# High 10 is not decoded by browsers or most hardware, so 10-bit sources go to H.264 as 8-bit
+TEN_BIT_PLAYABLE = {"libx265", "hevc_nvenc", "libsvtav1", "av1_nvenc", "libvpx-vp9"}
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,17 @@ class EncodeOptions:
     codec: str = "libx264"
     crf: int = 18
     preset: str = "veryfast"
-    pix_fmt: str | None = None  # None: the source's depth, yuv420p or yuv420p10le
+    pix_fmt: str | None = None  # None: see output_pix_fmt
+
+    def output_pix_fmt(self, source: ColorSpec) -> str:
+        """The asked-for format, else the source's depth where the codec's 10-bit plays widely."""
+        if self.pix_fmt:
+            return self.pix_fmt
+        if source.bit_depth > 8 and self.codec not in TEN_BIT_PLAYABLE:
+            log.info("10-bit source encoded as 8-bit for %s playback; --pix-fmt %s or --codec libx265 keeps "
+                     "10 bits", self.codec, source.pix_fmt)
+            return YUV420_FORMATS[8]
+        return source.pix_fmt
 
     def codec_options(self) -> dict[str, str]:
         """Quality/speed options in the names each encoder family uses."""
@@ -76,7 +89,7 @@ class VideoWriter:
         self.color: ColorSpec = info.color
         self.offset = Fraction(offset_seconds).limit_denominator(10**6)
         self.options = options
-        self.pix_fmt = options.pix_fmt or info.color.pix_fmt
+        self.pix_fmt = options.output_pix_fmt(info.color)
         try:
             self.container = av.open(str(path), mode="w")
         except (av.error.FFmpegError, ValueError) as exc:
