@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,7 +13,7 @@ pytest.importorskip("skimage")
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
-from train.data import HELDOUT, PatchSampler, load_split  # noqa: E402
+from train.data import HELDOUT, PatchSampler, h264_roundtrip, load_split  # noqa: E402
 from train.train import TrainConfig, run  # noqa: E402
 from train.vgg import PHI_54_INDEX, VGG19Features  # noqa: E402
 
@@ -106,3 +107,17 @@ def test_chroma_subsampling_keeps_luma_and_flattens_chroma_per_2x2() -> None:
     flat = torch.rand(1, 3, 1, 1).expand(1, 3, 8, 8)
     assert torch.allclose(subsample_chroma(flat), flat, atol=1e-5)  # flat colour passes unchanged
     assert not torch.allclose(out, rgb, atol=0.01)  # chroma detail is gone
+
+
+def test_h264_degradation_is_seeded_and_stronger_at_higher_crf(photo: np.ndarray) -> None:
+    from rtsr.quality import psnr_y
+
+    img = np.ascontiguousarray(photo[:64, :96])
+    mild, heavy = h264_roundtrip(img, 18), h264_roundtrip(img, 40)
+    assert mild.shape == img.shape and mild.dtype == np.uint8
+    assert psnr_y(img, mild) > psnr_y(img, heavy) + 3
+    lr, hr = PatchSampler([photo], 64, 4, seed=1, h264_share=1.0).batch(4)
+    again, _ = PatchSampler([photo], 64, 4, seed=1, h264_share=1.0).batch(4)
+    clean_lr, clean_hr = PatchSampler([photo], 64, 4, seed=1).batch(4)
+    assert torch.equal(lr, again)  # the seed fixes the stream, encoder included
+    assert torch.equal(hr, clean_hr) and not torch.equal(lr, clean_lr)

@@ -12,8 +12,10 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import torch
@@ -199,6 +201,20 @@ def subsample_chroma(rgb: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,njhw->nihw", torch.linalg.inv(m), ycc).clamp(0, 1)
 
 
+def h264_roundtrip(img: np.ndarray, crf: int) -> np.ndarray:
+    """An RGB uint8 image (even sides) through libx264 (yuv420p, one intra frame at `crf`) and
+    back: the blocking, ringing and chroma loss of the compressed video rtsr is given."""
+    enc = av.CodecContext.create("libx264", "w")
+    enc.width, enc.height, enc.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
+    enc.time_base, enc.thread_count = Fraction(1, 24), 1
+    enc.options = {"crf": str(crf), "preset": "veryfast"}
+    packets = [*enc.encode(av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")),
+               *enc.encode(None)]
+    dec = av.CodecContext.create("h264", "r")
+    frames = [f for p in packets for f in dec.decode(p)] + list(dec.decode(None))
+    return frames[0].to_ndarray(format="rgb24")
+
+
 class PatchSampler:
     """Random HR patches (crop, flip, 90-degree rotation) and their bicubic LR, as in the paper.
 
@@ -208,10 +224,12 @@ class PatchSampler:
     """
 
     def __init__(self, images: list[np.ndarray], hr_patch: int, scale: int, seed: int,
-                 noise_std: float = 0.0, chroma_subsample: float = 0.0) -> None:
+                 noise_std: float = 0.0, chroma_subsample: float = 0.0, h264_share: float = 0.0,
+                 h264_crf: tuple[int, int] = (18, 32)) -> None:
         self.images = [torch.from_numpy(im).permute(2, 0, 1).contiguous() for im in images]
         self.hr_patch, self.scale, self.noise_std = hr_patch, scale, noise_std
         self.chroma_subsample = chroma_subsample  # share of LR patches sent through 4:2:0, as video is
+        self.h264_share, self.h264_crf = h264_share, h264_crf  # share through H.264 at a CRF in the range
         self.weights = torch.full((len(self.images),), 1.0 / len(self.images))
         self.gen = torch.Generator().manual_seed(seed)
 
@@ -236,6 +254,12 @@ class PatchSampler:
         if self.chroma_subsample > 0:
             pick = torch.rand(size, generator=self.gen) < self.chroma_subsample
             lr[pick] = subsample_chroma(lr[pick])
+        if self.h264_share > 0:
+            pick = torch.rand(size, generator=self.gen) < self.h264_share
+            crfs = torch.randint(self.h264_crf[0], self.h264_crf[1] + 1, (size,), generator=self.gen)
+            for i in pick.nonzero().flatten().tolist():
+                img = (lr[i].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+                lr[i] = torch.from_numpy(h264_roundtrip(img, int(crfs[i]))).permute(2, 0, 1).float() / 255
         if self.noise_std > 0:
             lr = (lr + torch.randn(lr.shape, generator=self.gen) * self.noise_std).clamp_(0, 1)
         # LR is quantised to 8 bits as in a real decoded frame

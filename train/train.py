@@ -52,6 +52,8 @@ class TrainConfig:
     seed: int = 0
     noise_std: float = 0.0
     chroma_subsample: float = 0.0   # share of LR patches sent through 4:2:0 chroma (video input)
+    h264_share: float = 0.0         # share of LR patches sent through an H.264 intra frame (compressed video)
+    h264_crf: tuple[int, int] = (18, 32)  # CRF range of those frames, drawn uniformly
     init_from: str | None = None    # weights file to start from (stage 2 starts from stage 1)
     adversarial_weight: float = 1e-3
     vgg_scale: float = 1 / 12.75    # the paper's rescaling of VGG features
@@ -99,7 +101,7 @@ class Trainer:
                 self.vgg = VGG19Features.from_torchvision_weights(vgg_weights).to(device)
         train_images = list(load_split("train", wheels=cfg.wheel_photos).values())
         self.sampler = PatchSampler(train_images, cfg.hr_patch, self.generator.scale, cfg.seed, cfg.noise_std,
-                                    cfg.chroma_subsample)
+                                    cfg.chroma_subsample, cfg.h264_share, tuple(cfg.h264_crf))
         self.heldout = load_split("heldout")
         self.step = 0
 
@@ -249,6 +251,7 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
                     f"{' and pinned registry wheels' if cfg.wheel_photos else ''}); "
                     "LR = antialiased bicubic x1/scale, 8-bit",
             "precision": cfg.precision, "chroma_subsample": cfg.chroma_subsample,
+            **({"h264_share": cfg.h264_share, "h264_crf": list(cfg.h264_crf)} if cfg.h264_share else {}),
             "hardware": f"{device.type}: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
                         f"{torch.get_num_threads()} threads",
             "wall_time_s": round(elapsed, 1), "steps_this_session": trainer.step - first_step,
