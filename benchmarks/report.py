@@ -36,9 +36,15 @@ def _training_summary(t: dict) -> str:
             f"{last.get('hardware')}, {minutes} min")
 
 
+def _compressed_gains(metrics: dict) -> str:
+    gains = [metrics[k]["psnr_y"] - metrics[k]["bicubic"]["psnr_y"] for k in ("h264_crf23", "h264_crf30") if k in metrics]
+    return " / ".join(f"{g:+.2f}" for g in gains) + " dB" if gains else "not measured"
+
+
 def model_table() -> str:
-    lines = ["| model | blocks x channels | kind | held-out PSNR-Y | vs bicubic | SSIM-Y | bicubic PSNR/SSIM | trained |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | blocks x channels | kind | held-out PSNR-Y | vs bicubic | SSIM-Y | bicubic PSNR/SSIM "
+             "| vs bicubic, LR through H.264 CRF 23 / 30 | trained |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, path in shipped_models().items():
         card = read_card(path)
         m, t, c = card.metrics, card.training, card.config
@@ -46,7 +52,7 @@ def model_table() -> str:
             continue
         lines.append(f"| `{name}` | {c['num_blocks']} x {c['channels']} | {card.kind} | {m['psnr_y']:.2f} dB | "
                      f"{m['gain_vs_bicubic_db']:+.2f} dB | {m['ssim_y']:.4f} | {m['bicubic']['psnr_y']:.2f} / "
-                     f"{m['bicubic']['ssim_y']:.4f} | {_training_summary(t)} |")
+                     f"{m['bicubic']['ssim_y']:.4f} | {_compressed_gains(m)} | {_training_summary(t)} |")
     return "\n".join(lines)
 
 
