@@ -60,12 +60,13 @@ def evaluate_generator(generator: Generator, images: dict[str, np.ndarray], crf:
     return evaluate(lambda lr: sr_image(folded, lr), images, generator.scale, crf)
 
 
-def compressed_metrics(generator: Generator, images: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per EVAL_CRFS: the model's PSNR/SSIM and bicubic's on H.264-compressed LR."""
+def compressed_metrics(generator: Generator, images: dict[str, np.ndarray],
+                       crfs: tuple[int, ...] = EVAL_CRFS) -> dict[str, dict[str, float]]:
+    """Per CRF: the model's PSNR/SSIM and bicubic's on H.264-compressed LR."""
     bicubic = _resize(generator.scale, cv2.INTER_CUBIC)
     return {f"h264_crf{crf}": {**evaluate_generator(generator, images, crf),
                                "bicubic": evaluate(bicubic, images, generator.scale, crf)}
-            for crf in EVAL_CRFS}
+            for crf in crfs}
 
 
 def main() -> None:
