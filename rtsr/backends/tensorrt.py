@@ -302,14 +302,15 @@ class TensorRTBackend:
             raise RtsrError(f"input {n}x{h}x{w} is outside the engine profile {self.profile}; "
                             f"lower --tile or --batch, or rebuild with a larger --max")
         stream = stream or torch.cuda.current_stream(self.device)
-        x = x.to(device=self.device, dtype=torch.float16).contiguous()
-        y = torch.empty((n, 3, h * self.scale, w * self.scale), device=self.device, dtype=torch.float16)
-        ctx = self._context(stream)
-        ctx.set_input_shape(self._input, tuple(x.shape))
-        ctx.set_tensor_address(self._input, x.data_ptr())
-        ctx.set_tensor_address(self._output, y.data_ptr())
-        if not ctx.execute_async_v3(stream.cuda_stream):
-            raise RtsrError("TensorRT execution failed")
+        with torch.cuda.stream(stream):  # allocate on the stream TensorRT runs on (allocator order)
+            x = x.to(device=self.device, dtype=torch.float16).contiguous()
+            y = torch.empty((n, 3, h * self.scale, w * self.scale), device=self.device, dtype=torch.float16)
+            ctx = self._context(stream)
+            ctx.set_input_shape(self._input, tuple(x.shape))
+            ctx.set_tensor_address(self._input, x.data_ptr())
+            ctx.set_tensor_address(self._output, y.data_ptr())
+            if not ctx.execute_async_v3(stream.cuda_stream):
+                raise RtsrError("TensorRT execution failed")
         return y
 
 
