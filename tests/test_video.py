@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from rtsr import RtsrError, Upscaler
+from rtsr import Upscaler
 from rtsr.video.pipeline import VideoJob, upscale_video
 from rtsr.video.synth import low_res, pan_frames, write_clip
 from rtsr.video.writer import EncodeOptions
