@@ -31,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("upscale", help="upscale a video or an image")
-    up.add_argument("input", type=Path)
-    up.add_argument("-o", "--output", type=Path, help="default: NAME_x4.EXT beside the input")
+    up.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="videos and/or images")
+    up.add_argument("-o", "--output", type=Path,
+                    help="output file (one input) or existing folder (several); default: NAME_x4.EXT beside each input")
     _add_model_options(up)
     up.add_argument("--overwrite", action="store_true", help="replace an existing output")
     up.add_argument("--batch", type=int, default=None, help="frames per model call (video)")
@@ -73,34 +74,111 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ModelError(RtsrError):
+    """The model or backend could not load: no input can go on."""
+
+
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from rtsr.images import is_image_path, read_image, write_image
-    from rtsr.paths import check_output, default_output
+    """Each input in turn with one loaded model. With several inputs a failed one is reported
+    and the rest go on; the exit code says whether all succeeded."""
     from rtsr.upscaler import Upscaler
 
-    src: Path = args.input
+    if args.batch is not None and args.batch < 1:
+        raise RtsrError("--batch must be at least 1")
+    several = len(args.inputs) > 1
+    if several:
+        if args.output is not None and not args.output.is_dir():
+            raise RtsrError(f"with several inputs, -o must be an existing folder ({args.output} is not)")
+        missing = [str(p) for p in args.inputs if not p.exists()]
+        if missing:
+            raise RtsrError(f"input not found: {', '.join(missing)}")
+    upscaler: Upscaler | None = None
+
+    def loaded() -> Upscaler:  # loaded once, after the first input is known to be usable
+        nonlocal upscaler
+        if upscaler is None:
+            try:
+                upscaler = Upscaler(args.model, backend=args.backend, device=args.device, tile=args.tile)
+            except RtsrError as exc:
+                raise _ModelError(str(exc)) from None
+        return upscaler
+
+    def target(default: Path) -> Path:
+        if not several:
+            return args.output or default
+        return args.output / default.name if args.output else default
+
+    failed = 0
+    for src in args.inputs:
+        try:
+            _upscale_file(src, args, loaded, target)
+        except _ModelError:
+            raise
+        except RtsrError as exc:
+            if not several:
+                raise
+            print(f"rtsr: error: {exc}", file=sys.stderr)
+            failed += 1
+    if failed:
+        raise RtsrError(f"{failed} of {len(args.inputs)} inputs failed")
+    return 0
+
+
+def _upscale_file(src: Path, args: argparse.Namespace, loaded, target) -> None:
+    """One image or video: checked before the model loads, written atomically, one summary line."""
+    from rtsr.images import is_image_path
+
     if not src.exists():
         raise RtsrError(f"input not found: {src}")
     if src.is_dir():
         raise RtsrError(f"input {src} is a directory, not a video or image")
     if is_image_path(src):
-        rgb, alpha = read_image(src)
-        upscaler = Upscaler(args.model, backend=args.backend, device=args.device, tile=args.tile)
-        out = args.output or default_output(src, upscaler.scale)
-        check_output(src, out, args.overwrite)
-        start = time.perf_counter()
-        result = upscaler(rgb)
-        if alpha is not None:
-            import cv2
+        _upscale_image(src, loaded(), target, args.overwrite)
+    else:
+        _upscale_video(src, args, loaded, target)
 
-            alpha = cv2.resize(alpha, (result.shape[1], result.shape[0]), interpolation=cv2.INTER_CUBIC)
-        write_image(out, result, alpha)
-        print(f"{src} {rgb.shape[1]}x{rgb.shape[0]} -> {out} {result.shape[1]}x{result.shape[0]} "
-              f"({upscaler.card.name}, {upscaler.backend.name} on {upscaler.device}, {time.perf_counter() - start:.2f} s)")
-        return 0
-    from rtsr.video.pipeline import upscale_video_cli
 
-    return upscale_video_cli(args)
+def _upscale_image(src: Path, upscaler, target, overwrite: bool) -> None:
+    from rtsr.images import read_image, write_image
+    from rtsr.paths import check_output, default_output
+
+    rgb, alpha = read_image(src)
+    out = target(default_output(src, upscaler.scale))
+    check_output(src, out, overwrite)
+    start = time.perf_counter()
+    result = upscaler(rgb)
+    if alpha is not None:
+        import cv2
+
+        alpha = cv2.resize(alpha, (result.shape[1], result.shape[0]), interpolation=cv2.INTER_CUBIC)
+    write_image(out, result, alpha)
+    print(f"{src} {rgb.shape[1]}x{rgb.shape[0]} -> {out} {result.shape[1]}x{result.shape[0]} "
+          f"({upscaler.card.name}, {upscaler.backend.name} on {upscaler.device}, {time.perf_counter() - start:.2f} s)")
+
+
+def _upscale_video(src: Path, args: argparse.Namespace, loaded, target) -> None:
+    from tqdm import tqdm
+
+    from rtsr.paths import check_output
+    from rtsr.video.pipeline import VideoJob, default_video_output, upscale_video
+    from rtsr.video.reader import probe_video
+    from rtsr.video.writer import EncodeOptions
+
+    total = probe_video(src).frames  # a bad input is one line before the model is loaded
+    upscaler = loaded()
+    dst = target(default_video_output(src, upscaler.scale, args.codec))
+    check_output(src, dst, args.overwrite)
+    job = VideoJob(EncodeOptions(args.codec, args.crf, args.preset, args.pix_fmt), args.batch,
+                   args.start, args.end, args.max_frames)
+    if args.max_frames is not None and total:
+        total = min(total, args.max_frames)
+    with tqdm(total=total, unit="frame", disable=args.quiet or not sys.stderr.isatty(), dynamic_ncols=True,
+              desc=src.name if len(args.inputs) > 1 else None) as bar:
+        stats = upscale_video(src, dst, upscaler, job, progress=bar.update)
+    skipped = (f", skipped {stats.skipped_packets} corrupt packets and {stats.skipped_frames} mistimed frames"
+               if stats.skipped_packets or stats.skipped_frames else "")
+    print(f"{dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.2f} fps end to end, "
+          f"{upscaler.card.name} x{upscaler.scale} via {upscaler.backend.name} on {upscaler.device}){skipped}")
 
 
 def cmd_models(_: argparse.Namespace) -> int:
@@ -136,15 +214,39 @@ def cmd_info(_: argparse.Namespace) -> int:
 
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
-    from rtsr.backends.tensorrt import build_engine_cli
+    """One line of error where TensorRT or a GPU is missing; else the cached or built plan's path."""
+    from rtsr.backends.tensorrt import BuildProgress, ShapeProfile, build_engine, unavailable_reason
+    from rtsr.devices import resolve_device
+    from rtsr.models.weights import load_weights, resolve_model
+    from rtsr.settings import load_settings
 
-    return build_engine_cli(args)
+    device = resolve_device(args.device)
+    reason = unavailable_reason(device)
+    if reason:
+        raise RtsrError(f"cannot build a TensorRT engine: {reason}")
+    generator, card = load_weights(resolve_model(args.model or load_settings().model))
+    profile = ShapeProfile.from_sizes(args.min_shape, args.opt_shape, args.max_shape, args.batch)
+    path = build_engine(generator, device, profile, args.workspace,
+                        progress=BuildProgress(show_bars=sys.stderr.isatty()), route=args.route)
+    print(f"{card.name}: {path}")
+    return 0
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from rtsr.preview import preview_cli
+    from rtsr.paths import check_output
+    from rtsr.preview import PreviewOptions, parse_source, run_preview
+    from rtsr.settings import parse_size
+    from rtsr.upscaler import Upscaler
 
-    return preview_cli(args)
+    opts = PreviewOptions(source=parse_source(args.source),
+                          capture_size=parse_size(args.capture_size) if args.capture_size else None,
+                          fps=args.fps, compare=args.compare, record=args.record, max_frames=args.max_frames,
+                          headless=args.headless)
+    if opts.record:
+        check_output(Path(str(opts.source)), opts.record, overwrite=False)
+    upscaler = Upscaler(args.model, backend=args.backend, device=args.device, tile=args.tile)
+    print(run_preview(upscaler, opts).summary())
+    return 0
 
 
 COMMANDS = {"upscale": cmd_upscale, "models": cmd_models, "info": cmd_info,

@@ -6,7 +6,6 @@ pipeline uses, and `--record` writes through the pipeline's `VideoWriter`.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import threading
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from rtsr.errors import RtsrError
-from rtsr.paths import atomic_output, check_output
+from rtsr.paths import atomic_output
 from rtsr.upscaler import Upscaler
 from rtsr.video.color import ColorSpec, rgb_to_yuv420
 from rtsr.video.reader import VideoInfo
@@ -296,17 +295,3 @@ def run_preview(upscaler: Upscaler, opts: PreviewOptions) -> PreviewStats:
             cv2.destroyAllWindows()
     return stats
 
-
-def preview_cli(args: argparse.Namespace) -> int:
-    from rtsr.settings import parse_size
-
-    opts = PreviewOptions(source=parse_source(args.source),
-                          capture_size=parse_size(args.capture_size) if args.capture_size else None,
-                          fps=args.fps, compare=args.compare, record=args.record, max_frames=args.max_frames,
-                          headless=args.headless)
-    if opts.record:
-        check_output(Path(str(opts.source)), opts.record, overwrite=False)
-    upscaler = Upscaler(args.model, backend=args.backend, device=args.device, tile=args.tile)
-    stats = run_preview(upscaler, opts)
-    print(stats.summary())
-    return 0

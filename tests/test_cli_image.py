@@ -123,3 +123,36 @@ def test_info_reports_backends() -> None:
     proc = run_cli("info")
     assert proc.returncode == 0
     assert "backend torch:" in proc.stdout and "backend tensorrt:" in proc.stdout
+
+
+def test_several_inputs_one_model_bad_one_reported_rest_written(tmp_path: Path, tiny_weights: Path) -> None:
+    from rtsr.video.synth import write_clip
+
+    write_png(tmp_path / "a.png")
+    write_clip(tmp_path / "b.mp4", [np.full((16, 24, 3), 9 * i, np.uint8) for i in range(4)], audio=False)
+    (tmp_path / "c.mp4").write_text("not a video")
+    proc = run_cli("upscale", *(str(tmp_path / n) for n in ("a.png", "c.mp4", "b.mp4")),
+                   "--model", str(tiny_weights), "--device", "cpu", "-q")
+    assert proc.returncode == 2
+    errors = proc.stderr.strip().splitlines()
+    assert len(errors) == 2 and "c.mp4 is not a video" in errors[0] and "1 of 3 inputs failed" in errors[1]
+    assert cv2.imread(str(tmp_path / "a_x4.png")).shape == (96, 128, 3)
+    assert (tmp_path / "b_x4.mp4").is_file() and not (tmp_path / "c_x4.mp4").exists()
+
+
+def test_several_inputs_into_a_folder(tmp_path: Path, tiny_weights: Path) -> None:
+    for name in ("a.png", "b.png"):
+        write_png(tmp_path / name)
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--model", str(tiny_weights), "--device", "cpu"]
+    assert main(["upscale", *args, "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a_x4.png", "b_x4.png"]
+    assert_one_line_error(run_cli("upscale", *args, "-o", str(tmp_path / "x.png")), "must be an existing folder")
+
+
+def test_several_inputs_model_error_once(tmp_path: Path) -> None:
+    for name in ("a.png", "b.png"):
+        write_png(tmp_path / name)
+    proc = run_cli("upscale", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--model", "no-such-model")
+    assert_one_line_error(proc, "no-such-model")

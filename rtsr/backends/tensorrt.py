@@ -7,12 +7,10 @@ Supports TensorRT 10.x (STRONGLY_TYPED flag) and 11.x (always strongly typed).
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import re
 import signal
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +19,11 @@ import torch
 
 from rtsr.backends.onnx_export import INPUT, export_onnx
 from rtsr.backends.torch_tensorrt_route import torch_tensorrt_plan, torch_tensorrt_unavailable_reason
-from rtsr.devices import cuda_unavailable_reason, resolve_device
+from rtsr.devices import cuda_unavailable_reason
 from rtsr.errors import RtsrError
 from rtsr.models.srgan import Generator
-from rtsr.models.weights import ENGINES_DIR, load_weights, resolve_model
-from rtsr.settings import load_settings, parse_size
+from rtsr.models.weights import ENGINES_DIR
+from rtsr.settings import parse_size
 
 log = logging.getLogger(__name__)
 CACHE_DIR = ENGINES_DIR / "cache"
@@ -313,16 +311,3 @@ class TensorRTBackend:
                 raise RtsrError("TensorRT execution failed")
         return y
 
-
-def build_engine_cli(args: argparse.Namespace) -> int:
-    """`rtsr build-engine`: one line of error where TensorRT or a GPU is missing."""
-    device = resolve_device(args.device)
-    reason = unavailable_reason(device)
-    if reason:
-        raise RtsrError(f"cannot build a TensorRT engine: {reason}")
-    generator, card = load_weights(resolve_model(args.model or load_settings().model))
-    profile = ShapeProfile.from_sizes(args.min_shape, args.opt_shape, args.max_shape, args.batch)
-    path = build_engine(generator, device, profile, args.workspace,
-                        progress=BuildProgress(show_bars=sys.stderr.isatty()), route=args.route)
-    print(f"{card.name}: {path}")
-    return 0

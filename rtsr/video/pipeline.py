@@ -10,7 +10,6 @@ by the writer; on the CPU the same stages run in order.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import queue
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 
 from rtsr.errors import RtsrError
-from rtsr.paths import atomic_output, check_output, default_output
+from rtsr.paths import atomic_output, default_output
 from rtsr.upscaler import Upscaler
 from rtsr.video.color import rgb_to_yuv420, yuv420_to_rgb
 from rtsr.video.reader import END, PacketItem, VideoInfo, VideoItem, VideoReader
@@ -197,30 +196,3 @@ def default_video_output(src: Path, scale: int, codec: str) -> Path:
     suffix = ".mkv" if src.suffix.lower() in _H264_UNFRIENDLY and codec != "libsvtav1" else src.suffix
     return default_output(src, scale, suffix or ".mp4")
 
-
-def upscale_video_cli(args: argparse.Namespace) -> int:
-    """`rtsr upscale VIDEO`: progress bar, one summary line."""
-    from tqdm import tqdm
-
-    src: Path = args.input
-    if args.batch is not None and args.batch < 1:
-        raise RtsrError("--batch must be at least 1")
-    reader_probe = VideoReader(src, 1)  # validates the input before the model is loaded
-    total = reader_probe.info.frames
-    reader_probe.container.close()
-    upscaler = Upscaler(args.model, backend=args.backend, device=args.device, tile=args.tile)
-    dst = args.output or default_video_output(src, upscaler.scale, args.codec)
-    check_output(src, dst, args.overwrite)
-    job = VideoJob(EncodeOptions(args.codec, args.crf, args.preset, args.pix_fmt), args.batch,
-                   args.start, args.end, args.max_frames)
-    if args.max_frames is not None and total:
-        total = min(total, args.max_frames)
-    import sys
-
-    with tqdm(total=total, unit="frame", disable=args.quiet or not sys.stderr.isatty(), dynamic_ncols=True) as bar:
-        stats = upscale_video(src, dst, upscaler, job, progress=bar.update)
-    skipped = (f", skipped {stats.skipped_packets} corrupt packets and {stats.skipped_frames} mistimed frames"
-               if stats.skipped_packets or stats.skipped_frames else "")
-    print(f"{dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.2f} fps end to end, "
-          f"{upscaler.card.name} x{upscaler.scale} via {upscaler.backend.name} on {upscaler.device}){skipped}")
-    return 0

@@ -92,6 +92,13 @@ def _bit_depth(fmt: "av.VideoFormat | None") -> int:
     return 8 if bits <= 8 else max(YUV420_FORMATS)
 
 
+def probe_video(path: Path) -> VideoInfo:
+    """What `path` holds, checked before a model is loaded: one line of error if it is no video."""
+    reader = VideoReader(path, 1)
+    reader.container.close()
+    return reader.info
+
+
 class VideoReader:
     """Decodes `path` on a background thread into a bounded queue of Video/PacketItems."""
 
