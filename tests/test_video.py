@@ -217,6 +217,29 @@ def test_unknown_encoder(tmp_path: Path, vfr_clip: Path, tiny_weights: Path) -> 
                    "encoder 'nosuchenc'")
 
 
+def test_container_that_cannot_hold_the_codec(tmp_path: Path, vfr_clip: Path, tiny_weights: Path) -> None:
+    from rtsr.video.pipeline import default_video_output
+
+    assert default_video_output(Path("a.webm"), 4, "libx264") == Path("a_x4.mkv")
+    assert default_video_output(Path("a.webm"), 4, "libvpx-vp9") == Path("a_x4.webm")
+    assert default_video_output(Path("a.gif"), 4, "libsvtav1") == Path("a_x4.mkv")
+    assert default_video_output(Path("a.mov"), 4, "libx264") == Path("a_x4.mov")
+    out = tmp_path / "out.gif"
+    one_line_error(run_cli("upscale", str(vfr_clip), "--model", str(tiny_weights), "-o", str(out)),
+                   "a .gif file cannot hold libx264 video")
+    assert list(tmp_path.glob("*out*")) == []
+
+
+def test_encoders_do_not_print_their_own_logs(tmp_path: Path, vfr_clip: Path, tiny_weights: Path) -> None:
+    """x265 and SVT-AV1 write info banners to stderr by default; a user sees only rtsr's line."""
+    for codec, suffix in (("libx265", ".mkv"), ("libsvtav1", ".mkv")):
+        out = tmp_path / f"out-{codec}{suffix}"
+        proc = run_cli("upscale", str(vfr_clip), "--model", str(tiny_weights), "--codec", codec,
+                       "--max-frames", "3", "-q", "-o", str(out))
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        assert len(proc.stdout.strip().splitlines()) == 1 and len(probe(out)["frames"]) == 3
+
+
 def test_output_is_input_and_existing_output(tmp_path: Path, vfr_clip: Path, tiny_weights: Path) -> None:
     before = vfr_clip.read_bytes()
     one_line_error(run_cli("upscale", str(vfr_clip), "-o", str(vfr_clip), "--overwrite", "--model", str(tiny_weights)),

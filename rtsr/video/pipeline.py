@@ -26,8 +26,9 @@ from rtsr.video.reader import END, PacketItem, VideoInfo, VideoItem, VideoReader
 from rtsr.video.writer import EncodeOptions, FrameBatch, VideoWriter
 
 log = logging.getLogger(__name__)
-# containers that cannot hold the default H.264 output get Matroska instead
-_H264_UNFRIENDLY = {".webm", ".ogv", ".gif"}
+# containers that hold only some video codecs (suffix -> encoders they take); the default output
+# of such an input is Matroska when the chosen encoder is not among them
+_LIMITED_CONTAINERS = {".webm": {"libsvtav1", "av1_nvenc", "libvpx-vp9"}, ".ogv": set(), ".gif": set()}
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ def upscale_video(src: Path, dst: Path, upscaler: Upscaler, job: VideoJob = Vide
 
 
 def default_video_output(src: Path, scale: int, codec: str) -> Path:
-    suffix = ".mkv" if src.suffix.lower() in _H264_UNFRIENDLY and codec != "libsvtav1" else src.suffix
+    takes = _LIMITED_CONTAINERS.get(src.suffix.lower())
+    suffix = ".mkv" if takes is not None and codec not in takes else src.suffix
     return default_output(src, scale, suffix or ".mp4")
 

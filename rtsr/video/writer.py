@@ -6,6 +6,7 @@ survive; audio, subtitle and data packets are stream-copied, never re-encoded.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -52,7 +53,9 @@ class EncodeOptions:
             return {"cq": str(self.crf), "preset": self.preset if self.preset.startswith("p") else "p4"}
         if self.codec == "libsvtav1":
             return {"crf": str(self.crf), **({"preset": self.preset} if self.preset.isdigit() else {})}
-        if self.codec in ("libx264", "libx265"):
+        if self.codec == "libx265":  # x265 prints ~20 info lines per file to stderr unless told not to
+            return {"crf": str(self.crf), "preset": self.preset, "x265-params": "log-level=error"}
+        if self.codec == "libx264":
             return {"crf": str(self.crf), "preset": self.preset}
         return {}
 
@@ -85,6 +88,8 @@ class VideoWriter:
     def __init__(self, path: Path, info: VideoInfo, source: av.container.InputContainer, scale: int,
                  options: EncodeOptions, queue_size: int, offset_seconds: float = 0.0) -> None:
         check_encoder(options.codec)
+        if options.codec == "libsvtav1":  # SVT-AV1 logs its banner at info level unless SVT_LOG says less
+            os.environ.setdefault("SVT_LOG", "1")
         self.width, self.height = info.width * scale, info.height * scale
         self.color: ColorSpec = info.color
         self.offset = Fraction(offset_seconds).limit_denominator(10**6)
@@ -94,8 +99,13 @@ class VideoWriter:
             self.container = av.open(str(path), mode="w")
         except (av.error.FFmpegError, ValueError) as exc:
             raise RtsrError(f"cannot write {path.suffix} files: {exc}") from None
-        self.video = self.container.add_stream(options.codec, rate=info.average_rate or DEFAULT_RATE,
-                                               options=options.codec_options())
+        try:
+            self.video = self.container.add_stream(options.codec, rate=info.average_rate or DEFAULT_RATE,
+                                                   options=options.codec_options())
+        except ValueError:  # PyAV: "'gif' format does not support 'libsvtav1' codec"
+            self.container.close()
+            raise RtsrError(f"a {path.suffix} file cannot hold {options.codec} video; choose another -o "
+                            f"extension (.mkv holds them all)") from None
         ctx = self.video.codec_context
         ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, self.pix_fmt
         ctx.time_base = info.time_base
