@@ -149,6 +149,23 @@ def test_ten_bit_source_stays_ten_bit(tmp_path: Path, photo: np.ndarray) -> None
             assert next(c.decode(video=0)).format.name == expected
 
 
+def test_audio_file_with_cover_art_is_not_a_video(tmp_path: Path, tiny_weights: Path) -> None:
+    src = tmp_path / "song.mp3"
+    with av.open(str(src), "w") as out:
+        audio = out.add_stream("libmp3lame", rate=44100, layout="mono")
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        picture = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+        for p in [*cover.encode(picture.reformat(format="yuvj420p")), *cover.encode(None)]:
+            out.mux(p)
+        sound = av.AudioFrame.from_ndarray(np.zeros((1, 4410), np.int16), format="s16", layout="mono")
+        sound.sample_rate, sound.pts = 44100, 0
+        for p in [*audio.encode(sound), *audio.encode(None)]:
+            out.mux(p)
+    one_line_error(run_cli("upscale", str(src), "--model", str(tiny_weights)), "no video stream (only cover art)")
+
+
 def test_main_picture_not_the_cover(tmp_path: Path, tiny_weights: Path) -> None:
     """A file whose first video stream is a one-frame cover image: the movie is what gets upscaled."""
     src = tmp_path / "cover.mkv"

@@ -108,9 +108,9 @@ class VideoReader:
         self.container = open_input(path)
         # FFmpeg's choice (av_find_best_stream): skips cover art, prefers the main picture
         self.stream = self.container.streams.best("video")
-        if self.stream is None:
+        if self.stream is None or self.stream.disposition & av.stream.Disposition.attached_pic:
             self.container.close()
-            raise RtsrError(f"{path} has no video stream")
+            raise RtsrError(f"{path} has no video stream" + (" (only cover art)" if self.stream else ""))
         ctx = self.stream.codec_context
         if ctx is None:
             self.container.close()
