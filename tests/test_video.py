@@ -166,6 +166,37 @@ def test_audio_file_with_cover_art_is_not_a_video(tmp_path: Path, tiny_weights: 
     one_line_error(run_cli("upscale", str(src), "--model", str(tiny_weights)), "no video stream (only cover art)")
 
 
+def test_titles_languages_and_track_flags_are_kept(tmp_path: Path, tiny_weights: Path) -> None:
+    src = tmp_path / "tagged.mkv"
+    flags = av.stream.Disposition.default | av.stream.Disposition.comment
+    with av.open(str(src), "w") as out:
+        out.metadata["title"] = "My Holiday"
+        video = out.add_stream("libx264", rate=24)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.metadata["title"] = "Main"
+        audio = out.add_stream("aac", rate=48000, layout="mono")
+        audio.metadata.update({"language": "fra", "title": "Commentary"})
+        audio.disposition = flags
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 30 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for p in video.encode(frame):
+                out.mux(p)
+        for p in video.encode(None):
+            out.mux(p)
+        sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        sound.sample_rate, sound.pts = 48000, 0
+        for p in [*audio.encode(sound), *audio.encode(None)]:
+            out.mux(p)
+    dst = tmp_path / "tagged_x4.mkv"
+    upscale_video(src, dst, Upscaler(tiny_weights, device="cpu"))
+    with av.open(str(dst)) as c:
+        assert c.metadata["title"] == "My Holiday"
+        assert c.streams.video[0].metadata["title"] == "Main"
+        a = c.streams.audio[0]
+        assert (a.metadata["language"], a.metadata["title"], a.disposition) == ("fra", "Commentary", flags)
+
+
 def test_main_picture_not_the_cover(tmp_path: Path, tiny_weights: Path) -> None:
     """A file whose first video stream is a one-frame cover image: the movie is what gets upscaled."""
     src = tmp_path / "cover.mkv"

@@ -51,6 +51,7 @@ class VideoInfo:
     frames: int | None          # estimate for the progress bar, if the container knows
     color: ColorSpec
     copy_streams: tuple[int, ...]
+    video_index: int = 0       # the input stream the frames come from
 
     @property
     def padded_hw(self) -> tuple[int, int]:
@@ -128,6 +129,7 @@ class VideoReader:
                                       _bit_depth(ctx.format)),
             copy_streams=tuple(s.index for s in self.container.streams
                                if s.index != self.stream.index and s.type in ("audio", "subtitle", "data")),
+            video_index=self.stream.index,
         )
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.skipped_packets = 0

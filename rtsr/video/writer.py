@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 DEFAULT_RATE = Fraction(30)
 # encoders whose 10-bit profile players decode widely (HEVC Main10, AV1, VP9 profile 2); H.264's
 # High 10 is not decoded by browsers or most hardware, so 10-bit sources go to H.264 as 8-bit
+# tags a muxer computes or that describe the old encode (stream statistics, brands, encoder):
+# not carried over, since they would be wrong for the new file
+_STALE_TAGS = ("encoder", "duration", "major_brand", "minor_version", "compatible_brands", "bps",
+               "number_of_frames", "number_of_bytes", "_statistics")
 TEN_BIT_PLAYABLE = {"libx265", "hevc_nvenc", "libsvtav1", "av1_nvenc", "libvpx-vp9"}
 
 
@@ -67,6 +71,10 @@ def check_encoder(name: str) -> None:
         raise RtsrError(f"encoder '{name}' is not available in this FFmpeg build") from None
     if codec.type != "video":
         raise RtsrError(f"'{name}' is not a video encoder")
+
+
+def _kept_tags(tags: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in tags.items() if not any(stale in k.lower() for stale in _STALE_TAGS)}
 
 
 @dataclass
@@ -112,14 +120,20 @@ class VideoWriter:
         self.video.time_base = info.time_base
         ctx.colorspace, ctx.color_range = info.color.colorspace, info.color.color_range
         ctx.color_primaries, ctx.color_trc = info.color.color_primaries, info.color.color_trc
+        # titles, languages and default/forced flags travel with the file and its tracks
+        self.container.metadata.update(_kept_tags(source.metadata))
+        self.video.metadata.update(_kept_tags(source.streams[info.video_index].metadata))
         self.copied: dict[int, av.stream.Stream] = {}
         for index in info.copy_streams:
             template = source.streams[index]
             try:
-                self.copied[index] = self.container.add_stream_from_template(template)
+                self.copied[index] = copied = self.container.add_stream_from_template(template)
             except (av.error.FFmpegError, ValueError) as exc:
                 log.warning("dropping %s stream #%d (%s): %s cannot hold it (%s)", template.type, index,
                             template.codec_context.name if template.codec_context else "?", path.suffix, exc)
+                continue
+            copied.metadata.update(_kept_tags(template.metadata))
+            copied.disposition = template.disposition
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.frames_written = 0
         self.busy_seconds = 0.0
