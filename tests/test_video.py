@@ -197,6 +197,34 @@ def test_titles_languages_and_track_flags_are_kept(tmp_path: Path, tiny_weights:
         assert (a.metadata["language"], a.metadata["title"], a.disposition) == ("fra", "Commentary", flags)
 
 
+def test_chapters_are_kept_and_shifted_with_start(tmp_path: Path, tiny_weights: Path) -> None:
+    src = tmp_path / "chapters.mkv"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("libx264", rate=24)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        out.set_chapters([{"id": i + 1, "start": 8 * i, "end": 8 * (i + 1), "time_base": Fraction(1, 24),
+                           "metadata": {"title": name}} for i, name in enumerate(("Intro", "Middle", "End"))])
+        for i in range(24):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for p in video.encode(frame):
+                out.mux(p)
+        for p in video.encode(None):
+            out.mux(p)
+    up = Upscaler(tiny_weights, device="cpu")
+
+    def chapters(path: Path) -> list[tuple[str, float, float]]:  # Matroska keeps nanoseconds: ms here
+        with av.open(str(path)) as c:
+            return [(ch["metadata"]["title"], round(float(ch["start"] * ch["time_base"]), 3),
+                     round(float(ch["end"] * ch["time_base"]), 3)) for ch in c.chapters()]
+
+    whole, late = tmp_path / "whole.mkv", tmp_path / "late.mkv"
+    upscale_video(src, whole, up)
+    assert chapters(whole) == chapters(src)
+    upscale_video(src, late, up, VideoJob(start=12 / 24))  # half way into "Middle"
+    assert chapters(late) == [("Middle", 0.0, 0.167), ("End", 0.167, 0.5)]
+
+
 def test_main_picture_not_the_cover(tmp_path: Path, tiny_weights: Path) -> None:
     """A file whose first video stream is a one-frame cover image: the movie is what gets upscaled."""
     src = tmp_path / "cover.mkv"

@@ -77,6 +77,17 @@ def _kept_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if not any(stale in k.lower() for stale in _STALE_TAGS)}
 
 
+def _shifted_chapters(chapters: list[dict], offset: Fraction) -> list[dict]:
+    """Chapters moved to an output that starts `offset` seconds into the input (--start); those
+    wholly before it dropped, the one it cuts starting at 0."""
+    kept = []
+    for ch in chapters:
+        shift = round(offset / ch["time_base"])
+        if ch["end"] - shift > 0:
+            kept.append({**ch, "start": max(0, ch["start"] - shift), "end": ch["end"] - shift})
+    return kept
+
+
 @dataclass
 class FrameBatch:
     """Upscaled frames packed as 4:2:0 planes (N x sH*sW*3/2; uint8, or int16 holding 10-bit),
@@ -122,6 +133,7 @@ class VideoWriter:
         ctx.color_primaries, ctx.color_trc = info.color.color_primaries, info.color.color_trc
         # titles, languages and default/forced flags travel with the file and its tracks
         self.container.metadata.update(_kept_tags(source.metadata))
+        self.container.set_chapters(_shifted_chapters(source.chapters(), self.offset))
         self.video.metadata.update(_kept_tags(source.streams[info.video_index].metadata))
         self.copied: dict[int, av.stream.Stream] = {}
         for index in info.copy_streams:
