@@ -104,7 +104,7 @@ class FrameBatch:
 class VideoWriter:
     """Consumes FrameBatch/PacketItem from a bounded queue on its own thread."""
 
-    def __init__(self, path: Path, info: VideoInfo, source: av.container.InputContainer, scale: int,
+    def __init__(self, path: Path, info: VideoInfo, source: av.container.InputContainer | None, scale: int,
                  options: EncodeOptions, queue_size: int, offset_seconds: float = 0.0) -> None:
         check_encoder(options.codec)
         if options.codec == "libsvtav1":  # SVT-AV1 logs its banner at info level unless SVT_LOG says less
@@ -131,10 +131,10 @@ class VideoWriter:
         self.video.time_base = info.time_base
         ctx.colorspace, ctx.color_range = info.color.colorspace, info.color.color_range
         ctx.color_primaries, ctx.color_trc = info.color.color_primaries, info.color.color_trc
-        # titles, languages and default/forced flags travel with the file and its tracks
-        self.container.metadata.update(_kept_tags(source.metadata))
-        self.container.set_chapters(_shifted_chapters(source.chapters(), self.offset))
-        self.video.metadata.update(_kept_tags(source.streams[info.video_index].metadata))
+        if source is not None:  # a file's titles, languages, track flags and chapters travel with it
+            self.container.metadata.update(_kept_tags(source.metadata))
+            self.container.set_chapters(_shifted_chapters(source.chapters(), self.offset))
+            self.video.metadata.update(_kept_tags(source.streams[info.video_index].metadata))
         self.copied: dict[int, av.stream.Stream] = {}
         for index in info.copy_streams:
             template = source.streams[index]
