@@ -92,6 +92,30 @@ def test_pipeline_beats_bicubic_on_a_panned_photo(tmp_path: Path, photo: np.ndar
     assert min(gains) > 0.2, gains
 
 
+def encode_clip(path: Path, frames: list[np.ndarray], codec: str = "libx264", pix_fmt: str = "yuv420p",
+                setup=None, finish=None) -> None:
+    """RGB frames as a video stream of `path` at 24 fps; `setup(container, stream)` runs before
+    the first frame (tags, chapters, rotation, more streams), `finish(container)` after the last."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=24)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix_fmt
+        if setup is not None:
+            setup(out, stream)
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+            frame.pts = i
+            for p in stream.encode(frame):
+                out.mux(p)
+        for p in stream.encode(None):
+            out.mux(p)
+        if finish is not None:
+            finish(out)
+
+
+def grey_frames(count: int, h: int = 48, w: int = 64) -> list[np.ndarray]:
+    return [np.full((h, w, 3), 10 * i, np.uint8) for i in range(count)]
+
+
 def test_odd_frame_size(tmp_path: Path, photo: np.ndarray) -> None:
     """A 65x37 clip (VP9, AV1 and others allow odd sizes) upscales to 260x148: the reader pads
     to even for 4:2:0, the pipeline crops the padding off, and the last column and row match
@@ -99,14 +123,7 @@ def test_odd_frame_size(tmp_path: Path, photo: np.ndarray) -> None:
     from rtsr.quality import psnr_y
 
     src = tmp_path / "odd.mkv"
-    with av.open(str(src), "w") as out:
-        s = out.add_stream("ffv1", rate=24)
-        s.width, s.height, s.pix_fmt = 65, 37, "yuv420p"
-        for f in pan_frames(photo, (65, 37), 4):
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
+    encode_clip(src, pan_frames(photo, (65, 37), 4), "ffv1")
     dst = tmp_path / "odd_x4.mkv"
     up = Upscaler("srgan-x4-lite", device="cpu")
     assert upscale_video(src, dst, up, VideoJob(encode=EncodeOptions(crf=0))).frames == 4
@@ -124,14 +141,7 @@ def test_ten_bit_source_stays_ten_bit(tmp_path: Path, photo: np.ndarray) -> None
     from rtsr.quality import psnr_y
 
     src = tmp_path / "ten.mkv"
-    with av.open(str(src), "w") as out:
-        s = out.add_stream("ffv1", rate=24)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p10le"
-        for f in pan_frames(photo, (64, 48), 3):
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p10le")):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
+    encode_clip(src, pan_frames(photo, (64, 48), 3), "ffv1", "yuv420p10le")
     up = Upscaler("srgan-x4-lite", device="cpu")
     dst = tmp_path / "ten_x4.mkv"
     assert upscale_video(src, dst, up, VideoJob(encode=EncodeOptions("libx265", crf=0))).frames == 3
@@ -169,25 +179,21 @@ def test_audio_file_with_cover_art_is_not_a_video(tmp_path: Path, tiny_weights: 
 def test_titles_languages_and_track_flags_are_kept(tmp_path: Path, tiny_weights: Path) -> None:
     src = tmp_path / "tagged.mkv"
     flags = av.stream.Disposition.default | av.stream.Disposition.comment
-    with av.open(str(src), "w") as out:
-        out.metadata["title"] = "My Holiday"
-        video = out.add_stream("libx264", rate=24)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        video.metadata["title"] = "Main"
+
+    def setup(out: av.container.OutputContainer, video: av.video.stream.VideoStream) -> None:
+        out.metadata["title"], video.metadata["title"] = "My Holiday", "Main"
         audio = out.add_stream("aac", rate=48000, layout="mono")
         audio.metadata.update({"language": "fra", "title": "Commentary"})
         audio.disposition = flags
-        for i in range(4):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 30 * i, np.uint8), format="rgb24")
-            frame.pts = i
-            for p in video.encode(frame):
-                out.mux(p)
-        for p in video.encode(None):
-            out.mux(p)
+
+    def finish(out: av.container.OutputContainer) -> None:
         sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
         sound.sample_rate, sound.pts = 48000, 0
+        audio = out.streams.audio[0]
         for p in [*audio.encode(sound), *audio.encode(None)]:
             out.mux(p)
+
+    encode_clip(src, grey_frames(4), setup=setup, finish=finish)
     dst = tmp_path / "tagged_x4.mkv"
     upscale_video(src, dst, Upscaler(tiny_weights, device="cpu"))
     with av.open(str(dst)) as c:
@@ -199,18 +205,9 @@ def test_titles_languages_and_track_flags_are_kept(tmp_path: Path, tiny_weights:
 
 def test_chapters_are_kept_and_shifted_with_start(tmp_path: Path, tiny_weights: Path) -> None:
     src = tmp_path / "chapters.mkv"
-    with av.open(str(src), "w") as out:
-        video = out.add_stream("libx264", rate=24)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        out.set_chapters([{"id": i + 1, "start": 8 * i, "end": 8 * (i + 1), "time_base": Fraction(1, 24),
-                           "metadata": {"title": name}} for i, name in enumerate(("Intro", "Middle", "End"))])
-        for i in range(24):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * i, np.uint8), format="rgb24")
-            frame.pts = i
-            for p in video.encode(frame):
-                out.mux(p)
-        for p in video.encode(None):
-            out.mux(p)
+    marks = [{"id": i + 1, "start": 8 * i, "end": 8 * (i + 1), "time_base": Fraction(1, 24),
+              "metadata": {"title": name}} for i, name in enumerate(("Intro", "Middle", "End"))]
+    encode_clip(src, grey_frames(24), setup=lambda out, _: out.set_chapters(marks))
     up = Upscaler(tiny_weights, device="cpu")
 
     def chapters(path: Path) -> list[tuple[str, float, float]]:  # Matroska keeps nanoseconds: ms here
@@ -361,17 +358,7 @@ def test_corrupt_packets_are_skipped_not_fatal(tmp_path: Path, photo: np.ndarray
 
 def test_display_rotation_is_kept(tmp_path: Path, tiny_weights: Path) -> None:
     src = tmp_path / "rot.mp4"
-    with av.open(str(src), "w") as out:
-        s = out.add_stream("libx264", rate=24)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        s.set_display_rotation(90)
-        for i in range(3):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
-            frame.pts = i
-            for p in s.encode(frame):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
+    encode_clip(src, grey_frames(3), setup=lambda _, stream: stream.set_display_rotation(90))
     dst = tmp_path / "rot_x4.mp4"
     upscale_video(src, dst, Upscaler(tiny_weights, device="cpu"))
     with av.open(str(dst)) as c:
