@@ -220,6 +220,9 @@ def test_chapters_are_kept_and_shifted_with_start(tmp_path: Path, tiny_weights: 
     assert chapters(whole) == chapters(src)
     upscale_video(src, late, up, VideoJob(start=12 / 24))  # half way into "Middle"
     assert chapters(late) == [("Middle", 0.0, 0.167), ("End", 0.167, 0.5)]
+    cut = tmp_path / "cut.mkv"
+    upscale_video(src, cut, up, VideoJob(start=4 / 24, end=12 / 24))  # "Intro" end to "Middle" half
+    assert chapters(cut) == [("Intro", 0.0, 0.167), ("Middle", 0.167, 0.333)]
 
 
 def test_main_picture_not_the_cover(tmp_path: Path, tiny_weights: Path) -> None:

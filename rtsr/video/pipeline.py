@@ -170,7 +170,7 @@ def upscale_video(src: Path, dst: Path, upscaler: Upscaler, job: VideoJob = Vide
         batch = job.batch or upscaler.batch
         with atomic_output(dst) as tmp:
             writer = VideoWriter(tmp, reader.info, reader.container, upscaler.scale, job.encode,
-                                 upscaler.settings.queue_frames, job.start or 0.0)
+                                 upscaler.settings.queue_frames, job.start or 0.0, job.end)
             stage = DeviceStage(upscaler, reader.info, batch)
             reader.start_thread()
             try:

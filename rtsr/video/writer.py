@@ -77,14 +77,16 @@ def _kept_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if not any(stale in k.lower() for stale in _STALE_TAGS)}
 
 
-def _shifted_chapters(chapters: list[dict], offset: Fraction) -> list[dict]:
-    """Chapters moved to an output that starts `offset` seconds into the input (--start); those
-    wholly before it dropped, the one it cuts starting at 0."""
+def _shifted_chapters(chapters: list[dict], offset: Fraction, end: Fraction | None) -> list[dict]:
+    """Chapters of an output holding input seconds [offset, end) (--start/--end): those outside
+    dropped, the ones the range cuts trimmed to it, times made relative to the output."""
     kept = []
     for ch in chapters:
         shift = round(offset / ch["time_base"])
-        if ch["end"] - shift > 0:
-            kept.append({**ch, "start": max(0, ch["start"] - shift), "end": ch["end"] - shift})
+        stop = ch["end"] - shift if end is None else min(ch["end"], round(end / ch["time_base"])) - shift
+        start = max(0, ch["start"] - shift)
+        if stop > start:
+            kept.append({**ch, "start": start, "end": stop})
     return kept
 
 
@@ -105,7 +107,8 @@ class VideoWriter:
     """Consumes FrameBatch/PacketItem from a bounded queue on its own thread."""
 
     def __init__(self, path: Path, info: VideoInfo, source: av.container.InputContainer | None, scale: int,
-                 options: EncodeOptions, queue_size: int, offset_seconds: float = 0.0) -> None:
+                 options: EncodeOptions, queue_size: int, offset_seconds: float = 0.0,
+                 end_seconds: float | None = None) -> None:
         check_encoder(options.codec)
         if options.codec == "libsvtav1":  # SVT-AV1 logs its banner at info level unless SVT_LOG says less
             os.environ.setdefault("SVT_LOG", "1")
@@ -133,7 +136,8 @@ class VideoWriter:
         ctx.color_primaries, ctx.color_trc = info.color.color_primaries, info.color.color_trc
         if source is not None:  # a file's titles, languages, track flags and chapters travel with it
             self.container.metadata.update(_kept_tags(source.metadata))
-            self.container.set_chapters(_shifted_chapters(source.chapters(), self.offset))
+            end = Fraction(end_seconds).limit_denominator(10**6) if end_seconds is not None else None
+            self.container.set_chapters(_shifted_chapters(source.chapters(), self.offset, end))
             self.video.metadata.update(_kept_tags(source.streams[info.video_index].metadata))
         self.copied: dict[int, av.stream.Stream] = {}
         for index in info.copy_streams:
