@@ -86,12 +86,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if args.batch is not None and args.batch < 1:
         raise RtsrError("--batch must be at least 1")
     several = len(args.inputs) > 1
-    if several:
-        if args.output is not None and not args.output.is_dir():
-            raise RtsrError(f"with several inputs, -o must be an existing folder ({args.output} is not)")
-        missing = [str(p) for p in args.inputs if not p.exists()]
-        if missing:
-            raise RtsrError(f"input not found: {', '.join(missing)}")
+    if several and args.output is not None and not args.output.is_dir():
+        raise RtsrError(f"with several inputs, -o must be an existing folder ({args.output} is not)")
     upscaler: Upscaler | None = None
 
     def loaded() -> Upscaler:  # loaded once, after the first input is known to be usable
@@ -133,16 +129,17 @@ def _upscale_file(src: Path, args: argparse.Namespace, loaded, target) -> None:
     if src.is_dir():
         raise RtsrError(f"input {src} is a directory, not a video or image")
     if is_image_path(src):
-        _upscale_image(src, loaded(), target, args.overwrite)
+        _upscale_image(src, loaded, target, args.overwrite)
     else:
         _upscale_video(src, args, loaded, target)
 
 
-def _upscale_image(src: Path, upscaler, target, overwrite: bool) -> None:
+def _upscale_image(src: Path, loaded, target, overwrite: bool) -> None:
     from rtsr.images import read_image, write_image
     from rtsr.paths import check_output, default_output
 
-    rgb, alpha = read_image(src)
+    rgb, alpha = read_image(src)  # an unreadable image is one line before the model is loaded
+    upscaler = loaded()
     out = target(default_output(src, upscaler.scale))
     check_output(src, out, overwrite)
     start = time.perf_counter()

@@ -131,11 +131,12 @@ def test_several_inputs_one_model_bad_one_reported_rest_written(tmp_path: Path, 
     write_png(tmp_path / "a.png")
     write_clip(tmp_path / "b.mp4", [np.full((16, 24, 3), 9 * i, np.uint8) for i in range(4)], audio=False)
     (tmp_path / "c.mp4").write_text("not a video")
-    proc = run_cli("upscale", *(str(tmp_path / n) for n in ("a.png", "c.mp4", "b.mp4")),
+    proc = run_cli("upscale", *(str(tmp_path / n) for n in ("a.png", "c.mp4", "gone.png", "b.mp4")),
                    "--model", str(tiny_weights), "--device", "cpu", "-q")
     assert proc.returncode == 2
     errors = proc.stderr.strip().splitlines()
-    assert len(errors) == 2 and "c.mp4 is not a video" in errors[0] and "1 of 3 inputs failed" in errors[1]
+    assert len(errors) == 3 and "c.mp4 is not a video" in errors[0] and "not found" in errors[1]
+    assert "2 of 4 inputs failed" in errors[2]
     assert cv2.imread(str(tmp_path / "a_x4.png")).shape == (96, 128, 3)
     assert (tmp_path / "b_x4.mp4").is_file() and not (tmp_path / "c_x4.mp4").exists()
 

@@ -25,12 +25,12 @@ from rtsr.video.reader import END, PacketItem, VideoInfo
 
 log = logging.getLogger(__name__)
 DEFAULT_RATE = Fraction(30)
-# encoders whose 10-bit profile players decode widely (HEVC Main10, AV1, VP9 profile 2); H.264's
-# High 10 is not decoded by browsers or most hardware, so 10-bit sources go to H.264 as 8-bit
 # tags a muxer computes or that describe the old encode (stream statistics, brands, encoder):
 # not carried over, since they would be wrong for the new file
 _STALE_TAGS = ("encoder", "duration", "major_brand", "minor_version", "compatible_brands", "bps",
                "number_of_frames", "number_of_bytes", "_statistics")
+# encoders whose 10-bit profile players decode widely (HEVC Main10, AV1, VP9 profile 2); H.264's
+# High 10 is not decoded by browsers or most hardware, so 10-bit sources go to H.264 as 8-bit
 TEN_BIT_PLAYABLE = {"libx265", "hevc_nvenc", "libsvtav1", "av1_nvenc", "libvpx-vp9"}
 
 
@@ -115,7 +115,6 @@ class VideoWriter:
         self.width, self.height = info.width * scale, info.height * scale
         self.color: ColorSpec = info.color
         self.offset = Fraction(offset_seconds).limit_denominator(10**6)
-        self.options = options
         self.pix_fmt = options.output_pix_fmt(info.color)
         try:
             self.container = av.open(str(path), mode="w")
