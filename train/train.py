@@ -27,13 +27,14 @@ from tqdm import tqdm
 
 from rtsr.models.config import load_generator_config
 from rtsr.models.srgan import Discriminator, Generator
-from rtsr.models.weights import ENGINES_DIR, ModelCard, load_weights, save_weights
+from rtsr.models.weights import ModelCard, load_weights, save_weights
 from train.data import PatchSampler, load_split
 from train.evaluate import evaluate_generator
 from train.vgg import VGG19Features
 
 log = logging.getLogger("train")
 RUNS_DIR = Path(__file__).resolve().parent / "runs"
+ENGINES_DIR = Path(__file__).resolve().parents[1] / "engines"  # where --ship puts weights and card (the repo's)
 
 
 @dataclass

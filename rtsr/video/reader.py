@@ -52,6 +52,8 @@ class VideoInfo:
     color: ColorSpec
     copy_streams: tuple[int, ...]
     video_index: int = 0       # the input stream the frames come from
+    container_frames: int | None = None  # the stream's frame count as the container records it (mp4):
+                                         # fewer decoded means the input ends early
 
     @property
     def padded_hw(self) -> tuple[int, int]:
@@ -130,6 +132,7 @@ class VideoReader:
             copy_streams=tuple(s.index for s in self.container.streams
                                if s.index != self.stream.index and s.type in ("audio", "subtitle", "data")),
             video_index=self.stream.index,
+            container_frames=self.stream.frames or None,
         )
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.skipped_packets = 0
