@@ -1,20 +1,35 @@
-"""rtsr: real-time video super-resolution (SRGAN generator, PyTorch/TensorRT, PyAV pipeline)."""
+"""rtsr: real-time video super-resolution (SRGAN generator, PyTorch/TensorRT, PyAV pipeline).
+
+pyproject.toml declares the build system (setuptools); the metadata lives here. The shipped
+weights are the package `rtsr.weights`, mapped onto the top-level engines/ (where train.py
+--ship writes), so wheels and sdists carry them without a second copy in the repo.
+"""
 import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
-version = re.search(r'__version__ = "([^"]+)"', Path("rtsr/__init__.py").read_text())[1]
+HERE = Path(__file__).resolve().parent
+version = re.search(r'__version__ = "([^"]+)"', (HERE / "rtsr" / "__init__.py").read_text())[1]
 
 setup(
     name="rtsr",
     version=version,
     description="Real-time video super-resolution with a trained SRGAN generator",
-    long_description=Path("README.md").read_text(),
+    long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
-    packages=find_packages(include=["rtsr", "rtsr.*"]),
-    package_data={"rtsr": ["configs/*.yaml", "configs/models/*.yaml"]},
+    python_requires=">=3.10",  # CI: runs on 3.11, installs and compiles on 3.10, 3.12, 3.13
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+    ],
+    packages=find_packages(include=["rtsr", "rtsr.*"]) + ["rtsr.weights"],
+    package_dir={"rtsr.weights": "engines"},
+    package_data={"rtsr": ["configs/*.yaml", "configs/models/*.yaml"],
+                  "rtsr.weights": ["*.pt", "*.yaml"]},
     install_requires=[
         "torch>=2.1",
         "numpy>=1.24",
@@ -27,7 +42,8 @@ setup(
         "tensorrt": ["tensorrt>=10.0", "onnx>=1.15"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "train": ["scikit-image>=0.21", "scikit-learn>=1.3", "matplotlib>=3.7"],
-        "test": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17", "scikit-image>=0.21",
+        # build: tests/test_install.py builds the wheel and the sdist the way users do
+        "test": ["pytest>=7", "build>=1", "onnx>=1.15", "onnxruntime>=1.17", "scikit-image>=0.21",
                  "scikit-learn>=1.3", "matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["rtsr=rtsr.cli:main"]},

@@ -9,6 +9,7 @@ import torch
 from rtsr.backends import BACKENDS, unavailable_reason
 from rtsr.backends.torch_tensorrt_route import torch_tensorrt_unavailable_reason
 from rtsr.devices import cuda_unavailable_reason, resolve_device
+from rtsr.locations import cache_dir_and_reason, tensorrt_cache_dir, weights_dir
 
 
 def package_version(dist: str) -> str:
@@ -44,4 +45,17 @@ def collect_info() -> dict[str, str]:
         info[f"backend {name}"] = f"ready on {device}" if reason is None else f"unavailable: {reason}"
     tt_reason = unavailable_reason("tensorrt", device) or torch_tensorrt_unavailable_reason()
     info["route torch-tensorrt"] = "ready" if tt_reason is None else f"unavailable: {tt_reason}"
+    info.update(locations())
     return info
+
+
+def locations() -> dict[str, str]:
+    """Where models are read and what rtsr builds is written (rtsr.locations)."""
+    cache, reason = cache_dir_and_reason()
+    rule = {"RTSR_CACHE_DIR": "from RTSR_CACHE_DIR", "XDG_CACHE_HOME": "from XDG_CACHE_HOME",
+            "default": "default; set RTSR_CACHE_DIR to move it"}[reason]
+    return {
+        "models (read)": f"{weights_dir()} (shipped with rtsr; --model also takes a .pt path)",
+        "cache (written)": f"{cache} ({rule}{'' if cache.is_dir() else '; created when first needed'})",
+        "tensorrt plans": f"{tensorrt_cache_dir()} (built TensorRT plans and timing caches)",
+    }

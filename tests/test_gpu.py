@@ -40,16 +40,18 @@ def test_tensor_stays_on_device() -> None:
 
 @needs_trt
 def test_tensorrt_matches_torch_and_reuses_cache(photo: np.ndarray) -> None:
-    from rtsr.backends.tensorrt import CACHE_DIR
+    from rtsr.locations import tensorrt_cache_dir
 
+    cache = tensorrt_cache_dir()
     lr = photo[:180, :320]
     ref = Upscaler("srgan-x4", backend="torch", device="cuda")(lr)
     trt_up = Upscaler("srgan-x4", backend="tensorrt", device="cuda")
     assert psnr_y(ref, trt_up(lr)) > 45
-    plans = sorted(CACHE_DIR.glob("*.plan"))
+    plans = sorted(cache.glob("*.plan"))
+    assert plans, f"no plan cached in {cache}"
     mtimes = [p.stat().st_mtime for p in plans]
     Upscaler("srgan-x4", backend="tensorrt", device="cuda")
-    assert sorted(CACHE_DIR.glob("*.plan")) == plans and [p.stat().st_mtime for p in plans] == mtimes
+    assert sorted(cache.glob("*.plan")) == plans and [p.stat().st_mtime for p in plans] == mtimes
 
 
 @needs_cuda

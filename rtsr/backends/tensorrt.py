@@ -1,7 +1,9 @@
 """TensorRT backend: the generator as a strongly typed FP16 engine, run on torch CUDA tensors.
 
-Engines are cached under engines/cache/, keyed by everything that makes a plan valid: model
-weights hash, GPU name and compute capability, TensorRT version, precision and shape profile.
+Engines are cached in the user's cache folder (rtsr.locations.tensorrt_cache_dir(): by default
+~/.cache/rtsr/tensorrt/, never inside the installed package), keyed by everything that makes a
+plan valid: model weights hash, GPU name and compute capability, TensorRT version, precision
+and shape profile.
 A key that does not match is a different file, so a stale or foreign plan is never loaded.
 Supports TensorRT 10.x (STRONGLY_TYPED flag) and 11.x (always strongly typed).
 """
@@ -21,12 +23,11 @@ from rtsr.backends.onnx_export import INPUT, export_onnx
 from rtsr.backends.torch_tensorrt_route import torch_tensorrt_plan, torch_tensorrt_unavailable_reason
 from rtsr.devices import cuda_unavailable_reason
 from rtsr.errors import RtsrError
+from rtsr.locations import tensorrt_cache_dir, write_cache_file
 from rtsr.models.srgan import Generator
-from rtsr.models.weights import ENGINES_DIR
 from rtsr.settings import parse_size
 
 log = logging.getLogger(__name__)
-CACHE_DIR = ENGINES_DIR / "cache"
 MIN_SIDE = 16          # smallest tile side the Upscaler produces for typical frames
 OPT_HW = (270, 480)    # input size TensorRT tunes kernels for (-> 1080p at x4)
 
@@ -188,12 +189,13 @@ ROUTE_TAGS = {"onnx": "fp16", "torch-tensorrt": "fp16-tt"}
 
 
 def build_engine(generator: Generator, device: torch.device, profile: ShapeProfile,
-                 workspace_mib: int = 4096, cache_dir: Path = CACHE_DIR,
+                 workspace_mib: int = 4096, cache_dir: Path | None = None,
                  progress: BuildProgress | None = None, route: str = "onnx") -> Path:
     """Build (or reuse) the FP16 plan for `generator` on `device`; return its path.
 
     Both routes give a serialized TensorRT plan with one input and one output, so the cache and
-    TensorRTBackend are shared; the route is part of the key (the plans differ).
+    TensorRTBackend are shared; the route is part of the key (the plans differ). `cache_dir`
+    defaults to the user's cache folder, read when called (RTSR_CACHE_DIR can change it).
     """
     if route not in ROUTE_TAGS:
         raise RtsrError(f"unknown build route {route!r}; choose one of {', '.join(ROUTE_TAGS)}")
@@ -201,6 +203,7 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
     if reason:
         raise RtsrError(f"cannot build a TensorRT engine: {reason}")
     trt = _trt()
+    cache_dir = cache_dir or tensorrt_cache_dir()
     props = torch.cuda.get_device_properties(device)
     key = engine_key(model_hash(generator), props.name, (props.major, props.minor), trt.__version__,
                      ROUTE_TAGS[route], profile)
@@ -211,7 +214,6 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
     if cached is not None:  # a plan for this model/GPU/TensorRT whose profile covers ours
         log.info("engine cache hit: %s", cached.name)
         return cached
-    cache_dir.mkdir(parents=True, exist_ok=True)
     log.info("building TensorRT engine %s by the %s route (this takes minutes)", key, route)
     if route == "torch-tensorrt":
         plan = torch_tensorrt_plan(generator, device, profile)
@@ -219,10 +221,8 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
         timing_path = cache_dir / f"timing_{re.sub(r'[^A-Za-z0-9]+', '-', props.name)}_trt{trt.__version__}.cache"
         with torch.cuda.device(device):
             plan = _onnx_plan(trt, generator, profile, workspace_mib, timing_path, progress or BuildProgress())
-    tmp = plan_path.with_suffix(".tmp")
-    tmp.write_bytes(plan)
-    tmp.replace(plan_path)
-    return plan_path
+    # unique temporary name, then rename: two builds of the same plan at once do not collide
+    return write_cache_file(plan_path, plan)
 
 
 def _onnx_plan(trt, generator: Generator, profile: ShapeProfile, workspace_mib: int, timing_path: Path,
@@ -261,7 +261,7 @@ def _onnx_plan(trt, generator: Generator, profile: ShapeProfile, workspace_mib: 
         raise KeyboardInterrupt
     if plan is None:
         raise RtsrError("TensorRT failed to build the engine (see the log above)")
-    timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    write_cache_file(timing_path, bytes(config.get_timing_cache().serialize()))
     return bytes(plan)
 
 

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from rtsr.errors import RtsrError
+from rtsr.locations import weights_dir
 from rtsr.models.config import GeneratorConfig
 from rtsr.models.srgan import Generator
 
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 
 FORMAT = "rtsr-weights"
 FORMAT_VERSION = 1
-ENGINES_DIR = Path(__file__).resolve().parents[2] / "engines"
 
 
 @dataclass
@@ -76,8 +76,8 @@ def load_weights(path: Path) -> tuple[Generator, ModelCard]:
 
 
 def shipped_models() -> dict[str, Path]:
-    """Shipped weights in engines/, by model name."""
-    return {p.stem: p for p in sorted(ENGINES_DIR.glob("*.pt"))}
+    """Shipped weights (the package data of rtsr.weights), by model name."""
+    return {p.stem: p for p in sorted(weights_dir().glob("*.pt"))}
 
 
 def resolve_model(name_or_path: str | Path) -> Path:

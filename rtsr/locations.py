@@ -1,0 +1,72 @@
+"""Where rtsr reads its shipped weights and where it writes what it builds.
+
+Shipped weights and their cards are the package data of `rtsr.weights`, found through
+importlib.resources: a checkout, an editable install, a wheel and an sdist all read them from
+where rtsr is installed. setup.py maps that package onto the repo's top-level `engines/`, the
+folder `train.py --ship` writes to, so the files exist once. rtsr never writes there.
+
+What rtsr builds at run time (TensorRT plans, their timing caches) goes to the user's cache
+folder: $RTSR_CACHE_DIR, else $XDG_CACHE_HOME/rtsr, else ~/.cache/rtsr. It is created when
+something is first written, and every file is written under a unique temporary name and renamed
+into place, so two processes building the same thing at once never see half a file.
+
+Standard library only (no torch), so packaging checks can import it on any Python.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from rtsr.errors import RtsrError
+
+WEIGHTS_PACKAGE = "rtsr.weights"
+
+
+def weights_dir() -> Path:
+    """The folder of the shipped weights (*.pt) and cards (*.yaml)."""
+    try:
+        root = resources.files(WEIGHTS_PACKAGE)
+    except ModuleNotFoundError:
+        raise RtsrError(f"{WEIGHTS_PACKAGE} is missing: install rtsr (pip install -e . in a checkout)") from None
+    if not isinstance(root, Path):  # e.g. imported from a zip: torch.load needs real files
+        raise RtsrError(f"shipped weights must be installed as files, found {root!r}")
+    return root
+
+
+def cache_dir_and_reason() -> tuple[Path, str]:
+    """The user cache folder and which rule chose it."""
+    if os.environ.get("RTSR_CACHE_DIR"):
+        return Path(os.environ["RTSR_CACHE_DIR"]).expanduser(), "RTSR_CACHE_DIR"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):  # the XDG spec: a relative path is invalid and is ignored
+        return Path(xdg) / "rtsr", "XDG_CACHE_HOME"
+    return Path.home() / ".cache" / "rtsr", "default"
+
+
+def cache_dir() -> Path:
+    return cache_dir_and_reason()[0]
+
+
+def tensorrt_cache_dir() -> Path:
+    """Built TensorRT plans (*.plan) and TensorRT timing caches."""
+    return cache_dir() / "tensorrt"
+
+
+def write_cache_file(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically: a unique temporary file beside it, then a rename. Two
+    writers of the same path never collide; the last rename wins and readers only ever see a
+    whole file. Parent folders are created on demand. The file is readable by others (0644), so
+    a cache folder shared by several users or workers works."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
