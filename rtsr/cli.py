@@ -82,15 +82,12 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     """Each input in turn with one loaded model. With several inputs a failed one is reported
     and the rest go on; the exit code says whether all succeeded."""
     from rtsr.upscaler import Upscaler
-    from rtsr.video.options import encode_options
 
     if args.batch is not None and args.batch < 1:
         raise RtsrError("--batch must be at least 1")
     several = len(args.inputs) > 1
-    into_folder = args.output is not None and args.output.is_dir()
-    if several and args.output is not None and not into_folder:
+    if several and args.output is not None and not args.output.is_dir():
         raise RtsrError(f"with several inputs, -o must be an existing folder ({args.output} is not)")
-    args.encode = encode_options(args.codec, args.crf, args.preset, args.pix_fmt)  # before any work
     upscaler: Upscaler | None = None
 
     def loaded() -> Upscaler:  # loaded once, after the first input is known to be usable
@@ -103,9 +100,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         return upscaler
 
     def target(default: Path) -> Path:
-        if args.output is None:
-            return default
-        return args.output / default.name if into_folder else args.output
+        if not several:
+            return args.output or default
+        return args.output / default.name if args.output else default
 
     failed = 0
     for src in args.inputs:
@@ -132,89 +129,44 @@ def _upscale_file(src: Path, args: argparse.Namespace, loaded, target) -> None:
     if src.is_dir():
         raise RtsrError(f"input {src} is a directory, not a video or image")
     if is_image_path(src):
-        _upscale_image(src, args, loaded, target)
+        _upscale_image(src, loaded, target, args.overwrite)
     else:
         _upscale_video(src, args, loaded, target)
 
 
-def _tile_bar(args: argparse.Namespace, name: str):
-    """A progress callback over model calls for a picture that takes several (a large one in
-    tiles, an animation): a bar on a terminal, nothing otherwise. Returns (callback, close)."""
-    from tqdm import tqdm
+def _upscale_image(src: Path, loaded, target, overwrite: bool) -> None:
+    from rtsr.images import read_image, write_image
+    from rtsr.paths import check_output, default_output
 
-    bar = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            if total < 2:
-                return
-            bar = tqdm(total=total, unit="tile", disable=args.quiet or not sys.stderr.isatty(),
-                       dynamic_ncols=True, desc=name, leave=False)
-        bar.update(done - bar.n)
-
-    return update, lambda: bar is not None and bar.close()
-
-
-def _upscale_image(src: Path, args: argparse.Namespace, loaded, target) -> None:
-    """A still (8 or 16 bits, alpha kept) or an animated WebP/PNG (every frame, durations kept)."""
-    import cv2
-
-    from rtsr.images import Animation, check_image_output, read_animation, read_image, write_animation, write_image
-    from rtsr.paths import check_destination, check_output, default_output
-
-    # an unreadable picture, an output it cannot take or a folder that takes nothing: one line
-    # before the model is loaded
-    animation = read_animation(src)
-    frames = animation.frames if animation else [read_image(src)]
-    h, w = frames[0][0].shape[:2]
-    check_destination(target(default_output(src, 1)))
-    check_image_output(target(default_output(src, 1)), w, h, animated=animation is not None)
+    rgb, alpha = read_image(src)  # an unreadable image is one line before the model is loaded
     upscaler = loaded()
     out = target(default_output(src, upscaler.scale))
-    check_output(src, out, args.overwrite)
-    check_image_output(out, w * upscaler.scale, h * upscaler.scale, animated=animation is not None)
+    check_output(src, out, overwrite)
     start = time.perf_counter()
-    progress, close_bar = _tile_bar(args, src.name)
-    calls = upscaler.tile_count(h, w)
-    results = []
-    try:
-        for i, (rgb, alpha) in enumerate(frames):
-            result = upscaler(rgb, progress=lambda done, _, i=i: progress(i * calls + done, len(frames) * calls))
-            if alpha is not None:
-                alpha = cv2.resize(alpha, (result.shape[1], result.shape[0]), interpolation=cv2.INTER_CUBIC)
-            results.append((result, alpha))
-    finally:
-        close_bar()
-    if animation:
-        write_animation(out, Animation(results, animation.durations, animation.loop_count))
-    else:
-        write_image(out, *results[0], reuse=True)
-    depth = " 16-bit" if frames[0][0].dtype.itemsize == 2 and out.suffix.lower() == ".png" else ""
-    what = f", {len(frames)} frames" if animation else ""
-    print(f"{src} {w}x{h}{what} -> {out} {w * upscaler.scale}x{h * upscaler.scale}{depth} "
+    result = upscaler(rgb)
+    if alpha is not None:
+        import cv2
+
+        alpha = cv2.resize(alpha, (result.shape[1], result.shape[0]), interpolation=cv2.INTER_CUBIC)
+    write_image(out, result, alpha)
+    print(f"{src} {rgb.shape[1]}x{rgb.shape[0]} -> {out} {result.shape[1]}x{result.shape[0]} "
           f"({upscaler.card.name}, {upscaler.backend.name} on {upscaler.device}, {time.perf_counter() - start:.2f} s)")
 
 
 def _upscale_video(src: Path, args: argparse.Namespace, loaded, target) -> None:
     from tqdm import tqdm
 
-    from rtsr.paths import check_destination, check_output
-    from rtsr.video.integrity import cut_short
+    from rtsr.paths import check_output
     from rtsr.video.pipeline import VideoJob, default_video_output, upscale_video
     from rtsr.video.reader import probe_video
+    from rtsr.video.writer import EncodeOptions
 
-    try:
-        info = probe_video(src)  # a bad input is one line before the model is loaded
-    except RtsrError as exc:
-        reason = cut_short(src)
-        raise RtsrError(f"{exc} (the file is cut short: {reason})" if reason else str(exc)) from None
-    check_destination(target(default_video_output(src, 1, args.codec)))
+    total = probe_video(src).frames  # a bad input is one line before the model is loaded
     upscaler = loaded()
     dst = target(default_video_output(src, upscaler.scale, args.codec))
     check_output(src, dst, args.overwrite)
-    job = VideoJob(args.encode, args.batch, args.start, args.end, args.max_frames)
-    total = info.frames
+    job = VideoJob(EncodeOptions(args.codec, args.crf, args.preset, args.pix_fmt), args.batch,
+                   args.start, args.end, args.max_frames)
     if args.max_frames is not None and total:
         total = min(total, args.max_frames)
     with tqdm(total=total, unit="frame", disable=args.quiet or not sys.stderr.isatty(), dynamic_ncols=True,
@@ -223,29 +175,7 @@ def _upscale_video(src: Path, args: argparse.Namespace, loaded, target) -> None:
     skipped = (f", skipped {stats.skipped_packets} corrupt packets and {stats.skipped_frames} mistimed frames"
                if stats.skipped_packets or stats.skipped_frames else "")
     print(f"{dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.2f} fps end to end, "
-          f"{upscaler.card.name} x{upscaler.scale} via {upscaler.backend.name} on {upscaler.device}){skipped}"
-          f"{_ends_early(src, info, stats, args)}")
-
-
-def _ends_early(src: Path, info, stats, args: argparse.Namespace) -> str:
-    """The summary's warning for a truncated input (a cut download or copy): fewer frames than the
-    container counts or its duration implies, or sizes that run past the end of the file."""
-    from rtsr.video.integrity import cut_short
-
-    warning = ""
-    expected, exact = (info.container_frames, True) if info.container_frames else (info.frames, False)
-    if expected and args.start is None and args.end is None:
-        if args.max_frames is not None:
-            expected = min(expected, args.max_frames)
-        read = stats.frames + stats.skipped_frames
-        # an exact count allows a frame or so that decoders drop (edit lists); an estimate from
-        # the duration, which may include a longer audio track, a tenth
-        if expected - read > (max(1, expected // 100) if exact else max(2, expected // 10)):
-            warning = f"; input ends early: {read} of {'' if exact else 'about '}{expected} frames"
-    reason = cut_short(src)
-    if reason:
-        warning += f"; the input file is cut short ({reason}): frames or tracks may be missing"
-    return warning
+          f"{upscaler.card.name} x{upscaler.scale} via {upscaler.backend.name} on {upscaler.device}){skipped}")
 
 
 def cmd_models(_: argparse.Namespace) -> int:
