@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -255,10 +257,22 @@ COMMANDS = {"upscale": cmd_upscale, "models": cmd_models, "info": cmd_info,
             "build-engine": cmd_build_engine, "preview": cmd_preview}
 
 
+class Terminated(BaseException):
+    """SIGTERM (kill, timeout, systemctl/docker stop), raised in the main thread so that it
+    unwinds like Ctrl-C: temporary files removed, one line, exit 143."""
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="rtsr: %(message)s", stream=sys.stderr)
+    main_thread = threading.current_thread() is threading.main_thread()  # signals go to the main thread only
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
         return COMMANDS[args.command](args)
     except RtsrError as exc:
@@ -267,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rtsr: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("rtsr: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
