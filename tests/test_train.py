@@ -121,3 +121,118 @@ def test_h264_degradation_is_seeded_and_stronger_at_higher_crf(photo: np.ndarray
     clean_lr, clean_hr = PatchSampler([photo], 64, 4, seed=1).batch(4)
     assert torch.equal(lr, again)  # the seed fixes the stream, encoder included
     assert torch.equal(hr, clean_hr) and not torch.equal(lr, clean_lr)
+
+
+def test_h264_degradation_keeps_the_levels() -> None:
+    """The round trip through x264 goes through rtsr's own YUV conversion: no level shift (via
+    libswscale's rgb24 <-> yuv420p it was -0.90..-1.12 Y levels on this gradient at CRF 16-32,
+    and the models trained on it brightened their output; now -0.22..+0.19)."""
+    from rtsr.quality import rgb_to_y
+
+    x = np.linspace(0, 1, 128)
+    img = (np.stack([np.outer(x, x), np.outer(1 - x, x), np.outer(x, 1 - x)], -1) * 255).astype(np.uint8)
+    shifts = [float((rgb_to_y(h264_roundtrip(img, crf)) - rgb_to_y(img)).mean()) for crf in (18, 24, 30)]
+    assert max(map(abs, shifts)) < 0.35 and abs(np.mean(shifts)) < 0.15
+    for level in (0, 16, 40, 235, 255):
+        flat = np.full((32, 32, 3), level, np.uint8)
+        assert np.array_equal(h264_roundtrip(flat, 23), flat)
+
+
+def test_h264_clip_round_trip_keeps_frame_order(photo: np.ndarray) -> None:
+    from rtsr.quality import psnr_y
+    from train.data import h264_roundtrip_frames
+
+    frames = [np.ascontiguousarray(photo[8 * t:8 * t + 64, 4 * t:4 * t + 96]) for t in range(6)]
+    out = h264_roundtrip_frames(frames, 23)
+    assert len(out) == 6 and out[0].shape == frames[0].shape
+    for t, frame in enumerate(out):  # each decoded frame is closest to its own source frame
+        assert max(range(6), key=lambda s: psnr_y(frames[s], frame)) == t
+
+
+def _fake_deb(tmp_path: Path, requirement: str, member: str, data: bytes) -> Path:
+    """A real (tiny) .deb built with dpkg-deb, named as apt-get download names it."""
+    import subprocess
+
+    package, version = requirement.split("=")
+    root = tmp_path / "build"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(f"Package: {package}\nVersion: {version}\nArchitecture: all\n"
+                                             "Maintainer: t <t@t>\nDescription: t\n")
+    (root / member).parent.mkdir(parents=True)
+    (root / member).write_bytes(data)
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(debs / f"{package}_{version}_all.deb")],
+                   check=True, capture_output=True)
+    return debs
+
+
+def test_deb_photos_read_from_a_cached_package(tmp_path: Path) -> None:
+    import shutil
+
+    import cv2
+
+    from train.data import DebSource, _read_deb_photo
+
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb is not installed (not a Debian system)")
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    member = "usr/share/backgrounds/p.png"
+    debs = _fake_deb(tmp_path, "pkg=1.0-1", member, cv2.imencode(".png", rgb[..., ::-1])[1].tobytes())
+    bgr = _read_deb_photo(DebSource("p", "pkg=1.0-1", member, "x"), debs)
+    assert np.array_equal(bgr[..., ::-1], rgb)
+    assert (debs / "pkg_1.0-1" / member).is_file()  # unpacked once, read from there next time
+
+
+def test_deb_photos_are_the_listed_files_with_their_licences() -> None:
+    """Every listed photo is in its pinned package, and the package's copyright file gives the
+    licence the manifest states for it; the new held-out photos never reach training."""
+    from train.data import DEB_DIR, DEB_HELDOUT, DEB_SOURCES, debs_cached
+
+    if not debs_cached():
+        pytest.skip("the pinned Debian packages are not cached (python -m train.data fetches them)")
+    assert DEB_HELDOUT < {s.name for s in DEB_SOURCES}
+    for src in DEB_SOURCES:
+        root = DEB_DIR / src.package.replace("=", "_")
+        assert (root / src.member).is_file(), src.member
+        package = src.package.split("=")[0]
+        copyright_text = (root / "usr/share/doc" / package / "copyright").read_text()
+        licence_id = src.licence.split(" ")[0]
+        file_key = src.member.split("/backgrounds/")[1].removeprefix("mate/")
+        stanza = copyright_text[copyright_text.index(Path(file_key).name):]
+        assert stanza.split("License:")[1].split()[0] == licence_id, src.name
+    heldout_debs = load_split("heldout_debs", debs=True)
+    assert set(heldout_debs) == DEB_HELDOUT
+    assert not set(load_split("train", debs=True)) & (DEB_HELDOUT | HELDOUT)
+
+
+def test_flicker_is_zero_for_the_ground_truth_and_sees_added_flicker(photo: np.ndarray) -> None:
+    """The temporal metric: the ground truth of a panned clip is perfectly steady (0), a clip
+    with a little noise added per frame is not, and neither is a clip panned by another motion."""
+    from train.evaluate import flicker, panned_clip
+
+    clip = panned_clip(photo, 4, frames=5, size=(160, 96))
+    assert len(clip) == 5 and clip[0].shape == (96, 160, 3)
+    assert flicker(clip) == 0.0
+    rng = np.random.default_rng(0)
+    noisy = [np.clip(f + rng.normal(0, 2, f.shape), 0, 255).astype(np.uint8) for f in clip]
+    assert 1.0 < flicker(noisy) < 4.0
+    assert flicker(panned_clip(photo, 4, frames=5, size=(160, 96), pan=(3, 1))) > 1.0
+
+
+def test_temporal_metrics_of_bicubic_and_a_steadier_upscaler(photo: np.ndarray) -> None:
+    """Bicubic of a clip panned by sub-pixel LR steps flickers (aliasing crawls); an upscaler
+    that blurs more flickers less; through H.264 the clip flickers more than clean."""
+    import cv2
+
+    from train.evaluate import temporal_metrics
+
+    def blurry(lr: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(cv2.resize(lr, (lr.shape[1] * 4, lr.shape[0] * 4), interpolation=cv2.INTER_CUBIC),
+                                (0, 0), 3)
+
+    images = {"p": np.ascontiguousarray(photo[:200, :280])}
+    m = temporal_metrics(blurry, images, 4, crfs=(None, 30))
+    assert set(m) == {"clean", "h264_crf30"}
+    assert 0 < m["clean"]["flicker"] < m["clean"]["bicubic"]
+    assert m["h264_crf30"]["bicubic"] > m["clean"]["bicubic"]

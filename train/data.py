@@ -1,13 +1,16 @@
 """Training data: natural photos that installed packages ship, collected by a script.
 
-`python -m train.data` copies them into train/data/{train,heldout}/ and writes a manifest with
-sources and licences. The held-out split is fixed by name and never sampled by training.
+`python -m train.data` copies them into train/data/{train,heldout,heldout_debs}/ and writes a
+manifest with sources and licences. The held-out splits are fixed by name and never sampled by
+training: `heldout` comes from installed packages (so the cards reproduce without any download),
+`heldout_debs` from the pinned Debian packages below (measured where they are cached).
 """
 from __future__ import annotations
 
 import argparse
 import bz2
 import logging
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -22,7 +25,8 @@ import torch
 import yaml
 
 from rtsr.quality import downscale
-from rtsr.video.color import luma_coefficients
+from rtsr.video.color import (RANGE_LIMITED, SPACE_SMPTE170M, ColorSpec, luma_coefficients, rgb_to_yuv420,
+                              yuv420_to_rgb)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +100,107 @@ WHEEL_SOURCES: tuple[WheelSource, ...] = (
 WHEEL_DIR = Path(__file__).resolve().parent / "data" / "wheels"
 
 
+@dataclass(frozen=True)
+class DebSource:
+    """A photo inside a Debian package, fetched by pinned version with `apt-get download` and
+    unpacked with `dpkg -x` into a cache folder; nothing is installed. The licence is the one the
+    package's /usr/share/doc/PACKAGE/copyright gives for that file."""
+
+    name: str
+    package: str        # pinned "name=version"
+    member: str         # path inside the package
+    licence: str
+
+
+# Only the photographs of these packages; their drawn or rendered artwork is left out (all of
+# lomiri-wallpapers and ukui-wallpapers, mate-backgrounds' abstract/ and desktop/, lomiri 20.04's
+# Fossa, Infinite-Sea and Painting-Colors). No other Debian wallpaper package may be added: the
+# maintainers keep some of those as unseen test photos.
+_LOMIRI_16 = "lomiri-wallpapers-16.04=20.04.0-2"
+_LOMIRI_20 = "lomiri-wallpapers-20.04=20.04.0-2"
+_MATE = "mate-backgrounds=1.26.0-1"
+
+
+def _lomiri(name: str, package: str, stem: str, licence: str) -> DebSource:
+    author = stem.split("_by_")[1].replace("_", " ").strip()
+    return DebSource(name, package, f"usr/share/backgrounds/{stem}.jpg",
+                     f"{licence} ({author}), per debian/copyright of {package.split('=')[0]}")
+
+
+def _mate(name: str, stem: str, author: str) -> DebSource:
+    return DebSource(name, _MATE, f"usr/share/backgrounds/mate/nature/{stem}.jpg",
+                     f"GPL-2+ ({author}), per debian/copyright of mate-backgrounds")
+
+
+DEB_SOURCES: tuple[DebSource, ...] = (
+    _lomiri("bridge", _LOMIRI_16, "Bridge_by_Sander_Klootwijk", "CC-BY-SA-4.0"),          # sky, held out
+    _lomiri("dragonfly", _LOMIRI_16, "Dragonfly_by_Bolly", "CC-BY-SA-4.0"),
+    _lomiri("fig", _LOMIRI_16, "Picture_0B_by_freespace", "CC-BY-4.0"),
+    _lomiri("brushes", _LOMIRI_16, "Picture_1A_by_freespace", "CC-BY-4.0"),
+    _lomiri("wine", _LOMIRI_16, "Wine_by_Jakkub_Mede", "CC-BY-4.0"),
+    _lomiri("aitzgorri", _LOMIRI_16, "aitzgorri_by_Aitzol_Berasategi", "CC-BY-4.0"),
+    _lomiri("analogpattern", _LOMIRI_16, "analogpattern_by_Peter_Nerlich", "CC-BY-SA-4.0"),
+    _lomiri("free", _LOMIRI_16, "free_by_Peter_Nerlich", "CC-BY-SA-4.0"),
+    _lomiri("friends", _LOMIRI_16, "friends_by_Aitzol_Berasategi", "CC-BY-4.0"),
+    _lomiri("greentock", _LOMIRI_16, "greentock_by_Peter_Nerlich", "CC-BY-SA-4.0"),
+    _lomiri("life", _LOMIRI_16, "life_by_Aitzol_Berasategi", "CC-BY-4.0"),                # stream, held out
+    _lomiri("picosdeeuropa", _LOMIRI_16, "picosdeeuropa_by_Aitzol_Berasategi", "CC-BY-4.0"),
+    _lomiri("seeding", _LOMIRI_16, "seeding_by_Clements_Engelhardt", "CC0-1.0"),
+    _lomiri("sunset", _LOMIRI_16, "sunset_by_Aitzol_Berasategi", "CC-BY-4.0"),
+    _lomiri("kleiber", _LOMIRI_20, "Kleiber_by_Lukas_Baubkus", "CC-BY-SA-3.0"),
+    _mate("aqua", "Aqua", "Charles Barbin"),                                              # water, held out
+    _mate("blinds", "Blinds", "Lennart Poettering, Andrea Cimitan"),
+    _mate("dune", "Dune", "Marco Cogoni, Hylke Bons"),
+    _mate("fresh_flower", "FreshFlower", "Jens Ansorg"),
+    _mate("garden", "Garden", "Charles Barbin"),
+    _mate("green_meadow", "GreenMeadow", "Timothy Schellhase, Lapo Calamandrei"),        # foliage, held out
+    _mate("ladybird", "LadyBird", "Charles Barbin"),
+    _mate("rain_drops", "RainDrops", "blackcombwhistler07"),
+    _mate("storm", "Storm", "Sergey Nazarov"),                                            # sky, held out
+    _mate("two_wings", "TwoWings", "Charles Barbin, Hylke Bons"),
+    _mate("wood", "Wood", "Jean-Francois Fortin Tam"),
+    _mate("yellow_flower", "YellowFlower", "Charles Barbin"),
+)
+# smooth sky, a stream through foliage and rock, a water drop, grass, storm clouds
+DEB_HELDOUT = frozenset({"bridge", "life", "aqua", "green_meadow", "storm"})
+DEB_DIR = Path(__file__).resolve().parent / "data" / "debs"
+
+
+def _unpacked_deb(requirement: str, deb_dir: Path) -> Path:
+    """The folder a pinned package is unpacked in (`dpkg -x`), downloaded once into deb_dir."""
+    package, version = requirement.split("=")
+    root = deb_dir / f"{package}_{version}"
+    if root.is_dir():
+        return root
+    deb_dir.mkdir(parents=True, exist_ok=True)
+    found = sorted(deb_dir.glob(f"{package}_{version.replace(':', '%3a')}_*.deb"))
+    if not found:
+        log.info("fetching %s", requirement)
+        subprocess.run(["apt-get", "download", "-q", requirement], cwd=deb_dir, check=True)
+        found = sorted(deb_dir.glob(f"{package}_{version.replace(':', '%3a')}_*.deb"))
+    if not found:
+        raise FileNotFoundError(f"apt-get download gave no package for {requirement} in {deb_dir}")
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run(["dpkg", "-x", str(found[0]), str(tmp)], check=True)
+    tmp.rename(root)
+    return root
+
+
+def debs_cached(deb_dir: Path = DEB_DIR) -> bool:
+    """Whether every pinned package is unpacked in deb_dir (then no download is needed)."""
+    return all((deb_dir / req.replace("=", "_")).is_dir() for req in {s.package for s in DEB_SOURCES})
+
+
+def _read_deb_photo(src: DebSource, deb_dir: Path) -> np.ndarray:
+    """BGR uint8 image of one package member."""
+    path = _unpacked_deb(src.package, deb_dir) / src.member
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f"{src.package} does not ship {src.member}")
+    return img
+
+
 def _package_dir(name: str) -> Path:
     module = __import__(name)
     return Path(module.__file__).resolve().parent
@@ -142,25 +247,34 @@ def _read_package_photo(src: Source) -> np.ndarray:
     return img
 
 
-def collect(out_dir: Path = DATA_DIR, wheels: bool = True, wheel_dir: Path = WHEEL_DIR) -> dict[str, list[str]]:
-    """Copy every source photo as RGB PNG into out_dir/{train,heldout}/; return the split.
+def _split_of(name: str) -> str:
+    return "heldout" if name in HELDOUT else "heldout_debs" if name in DEB_HELDOUT else "train"
 
-    wheels=False keeps to the photos of installed packages (no registry access); the shipped
-    models record which set they were trained on.
+
+def collect(out_dir: Path = DATA_DIR, wheels: bool = True, wheel_dir: Path = WHEEL_DIR,
+            debs: bool = True, deb_dir: Path = DEB_DIR) -> dict[str, list[str]]:
+    """Copy every source photo as RGB PNG into out_dir/{train,heldout,heldout_debs}/; return the split.
+
+    wheels=False keeps to the photos of installed packages (no registry access), debs=False leaves
+    out the Debian packages' photos; the shipped models record which set they were trained on.
     """
-    split: dict[str, list[str]] = {"train": [], "heldout": []}
+    split: dict[str, list[str]] = {"train": [], "heldout": [], "heldout_debs": []}
     manifest = []
     photos = [(src.name, f"{src.package}/{src.relpath}", src.licence, lambda s=src: _read_package_photo(s))
               for src in SOURCES]
     if wheels:
         photos += [(src.name, f"{src.wheel}:{src.member}", src.licence,
                     lambda s=src: _read_wheel_photo(s, wheel_dir)) for src in WHEEL_SOURCES]
+    if debs:
+        photos += [(src.name, f"debian {src.package}:/{src.member}", src.licence,
+                    lambda s=src: _read_deb_photo(s, deb_dir)) for src in DEB_SOURCES]
     for name, source, licence, read in photos:
-        img = read()
-        part = "heldout" if name in HELDOUT else "train"
+        part = _split_of(name)
         dest = out_dir / part / f"{name}.png"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(dest), img)
+        img = read()
+        # a fast PNG level: the big wallpapers (up to 6000x4000) are written once and read often
+        cv2.imwrite(str(dest), img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         split[part].append(name)
         manifest.append({"name": name, "split": part, "source": source, "licence": licence,
                          "size": [img.shape[1], img.shape[0]]})
@@ -169,17 +283,20 @@ def collect(out_dir: Path = DATA_DIR, wheels: bool = True, wheel_dir: Path = WHE
     return split
 
 
-def load_split(part: str, data_dir: Path = DATA_DIR, wheels: bool = False) -> dict[str, np.ndarray]:
+def load_split(part: str, data_dir: Path = DATA_DIR, wheels: bool = False, debs: bool = False) -> dict[str, np.ndarray]:
     """RGB uint8 images of one split, collecting them first if needed.
 
-    wheels=True also needs the wheel photos (training); held-out photos never come from wheels,
-    so evaluation works without registry access.
+    wheels=True also needs the wheel photos and debs=True the Debian packages' photos (training;
+    `heldout_debs` needs debs=True). The `heldout` photos never come from either, so the cards'
+    evaluation works without registry access.
     """
     manifest = data_dir / "manifest.yaml"
     have = {row["name"] for row in yaml.safe_load(manifest.read_text())} if manifest.is_file() else set()
-    needed = {src.name for src in SOURCES} | ({src.name for src in WHEEL_SOURCES} if wheels else set())
+    needed = ({src.name for src in SOURCES} | ({src.name for src in WHEEL_SOURCES} if wheels else set())
+              | ({src.name for src in DEB_SOURCES} if debs else set()))
     if not needed <= have:
-        collect(data_dir, wheels=wheels)
+        collect(data_dir, wheels=wheels or bool(have & {s.name for s in WHEEL_SOURCES}),
+                debs=debs or bool(have & {s.name for s in DEB_SOURCES}))
     files = sorted((data_dir / part).glob("*.png"))
     return {p.stem: cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in files}
 
@@ -204,15 +321,47 @@ def subsample_chroma(rgb: torch.Tensor) -> torch.Tensor:
 def h264_roundtrip(img: np.ndarray, crf: int) -> np.ndarray:
     """An RGB uint8 image (even sides) through libx264 (yuv420p, one intra frame at `crf`) and
     back: the blocking, ringing and chroma loss of the compressed video rtsr is given."""
+    return h264_roundtrip_frames([img], crf)[0]
+
+
+# BT.601 limited range, as an SD stream is tagged and as rtsr's pipeline reads an untagged one
+_SD_SPEC = ColorSpec("bt601", False, SPACE_SMPTE170M, RANGE_LIMITED, 6, 6)
+
+
+def h264_roundtrip_frames(frames: list[np.ndarray], crf: int) -> list[np.ndarray]:
+    """RGB uint8 frames (even sides) encoded as one libx264 clip (yuv420p, `crf`, veryfast: I, P
+    and B frames as a video has them) and decoded back, in display order.
+
+    RGB <-> YUV 4:2:0 is rtsr's own conversion (rtsr/video/color.py, rounded, chroma sited as
+    x264 writes it), as the video pipeline does it. libswscale's rgb24 <-> yuv420p round trip,
+    used before, darkened every frame by about one Y level (measured on a smooth gradient: -0.99
+    at CRF 18, -0.95 at CRF 32), and the models trained on it learned to brighten their output."""
+    h, w = frames[0].shape[:2]
     enc = av.CodecContext.create("libx264", "w")
-    enc.width, enc.height, enc.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
+    enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
     enc.time_base, enc.thread_count = Fraction(1, 24), 1
     enc.options = {"crf": str(crf), "preset": "veryfast"}
-    packets = [*enc.encode(av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")),
-               *enc.encode(None)]
+    rgb = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+    y, u, v = (t.numpy() for t in rgb_to_yuv420(rgb, _SD_SPEC))
+    packets = []
+    for i in range(len(frames)):
+        frame = av.VideoFrame(w, h, "yuv420p")
+        for plane, data in zip(frame.planes, (y[i], u[i], v[i])):
+            rows = np.zeros((data.shape[0], plane.line_size), np.uint8)
+            rows[:, :data.shape[1]] = data
+            plane.update(rows.tobytes())
+        frame.pts = i
+        packets += enc.encode(frame)
+    packets += enc.encode(None)
     dec = av.CodecContext.create("h264", "r")
-    frames = [f for p in packets for f in dec.decode(p)] + list(dec.decode(None))
-    return frames[0].to_ndarray(format="rgb24")
+    decoded = sorted([f for p in packets for f in dec.decode(p)] + list(dec.decode(None)), key=lambda f: f.pts)
+
+    def plane(f: av.VideoFrame, i: int) -> torch.Tensor:
+        pl = f.planes[i]
+        return torch.from_numpy(np.frombuffer(pl, np.uint8).reshape(pl.height, pl.line_size)[:, :pl.width].copy())
+
+    out = yuv420_to_rgb(*(torch.stack([plane(f, i) for f in decoded]) for i in range(3)), _SD_SPEC)
+    return list((out * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
 
 
 class PatchSampler:
@@ -270,11 +419,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="collect rtsr's training photos")
     parser.add_argument("--out", type=Path, default=DATA_DIR)
     parser.add_argument("--no-wheels", action="store_true",
-                        help="only photos of installed packages (no pip download of pinned wheels)")
+                        help="no photos of pinned registry wheels (no pip download)")
+    parser.add_argument("--no-debs", action="store_true",
+                        help="no photos of pinned Debian packages (no apt-get download)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    split = collect(args.out, wheels=not args.no_wheels)
-    print(f"train: {len(split['train'])} photos, held out: {', '.join(split['heldout'])} -> {args.out}")
+    split = collect(args.out, wheels=not args.no_wheels, debs=not args.no_debs)
+    print(f"train: {len(split['train'])} photos, held out: {', '.join(split['heldout'] + split['heldout_debs'])}"
+          f" -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ class TrainConfig:
     eval_every: int = 500
     threads: int = 0                # 0: torch's default
     wheel_photos: bool = True       # add the photos of pinned registry wheels (train/data.py)
+    deb_photos: bool = False        # add the photos of pinned Debian packages (train/data.py)
+    eval_debs: bool = False         # the learning curve also measures their held-out photos (large: minutes)
+    eval_h264_crf: int | None = None  # the learning curve also measures held-out LR through H.264 at this CRF
     precision: str = "fp32"         # "bf16": autocast matmuls/convs (AMX CPUs, CUDA); weights and Adam stay fp32
     kind: str = "psnr"
     description: str = ""
@@ -100,11 +103,13 @@ class Trainer:
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=cfg.betas)
             if vgg_weights:
                 self.vgg = VGG19Features.from_torchvision_weights(vgg_weights).to(device)
-        train_images = list(load_split("train", wheels=cfg.wheel_photos).values())
+        train_images = list(load_split("train", wheels=cfg.wheel_photos, debs=cfg.deb_photos).values())
         self.sampler = PatchSampler(train_images, cfg.hr_patch, self.generator.scale, cfg.seed, cfg.noise_std,
                                     cfg.chroma_subsample, cfg.h264_share, tuple(cfg.h264_crf))
         self.heldout = load_split("heldout")
+        self.heldout_debs = load_split("heldout_debs", debs=True) if cfg.eval_debs else {}
         self.step = 0
+        self.wall_time_s = 0.0  # training time of this cycle over all its sessions (kept in the checkpoint)
 
     @property
     def content_loss_name(self) -> str:
@@ -176,7 +181,8 @@ class Trainer:
         return {"loss_g": loss_g.item(), "mse": mse.item(), "adv": adversarial.item(), "loss_d": loss_d.item()}
 
     def state(self) -> dict[str, Any]:
-        state = {"step": self.step, "generator": self.generator.state_dict(), "opt_g": self.opt_g.state_dict(),
+        state = {"step": self.step, "wall_time_s": self.wall_time_s,
+                 "generator": self.generator.state_dict(), "opt_g": self.opt_g.state_dict(),
                  "sampler_rng": self.sampler.gen.get_state(), "torch_rng": torch.get_rng_state()}
         if self.discriminator is not None:
             state.update(discriminator=self.discriminator.state_dict(), opt_d=self.opt_d.state_dict())
@@ -184,6 +190,7 @@ class Trainer:
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
+        self.wall_time_s = float(state.get("wall_time_s", 0.0))
         self.generator.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.sampler.gen.set_state(state["sampler_rng"])
@@ -193,11 +200,38 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
 
     def evaluate(self) -> dict[str, float]:
+        """Held-out PSNR/SSIM-Y (the cards' set), and where configured the same through H.264 and
+        on the Debian packages' held-out photos: the learning curve written to eval.csv."""
         self.generator.eval()
         with torch.no_grad():
-            metrics = evaluate_generator(self.generator.cpu(), self.heldout)
+            generator = self.generator.cpu()
+            metrics = evaluate_generator(generator, self.heldout)
+            if self.cfg.eval_h264_crf is not None:
+                crf = self.cfg.eval_h264_crf
+                metrics.update({f"{k}_crf{crf}": v for k, v in evaluate_generator(generator, self.heldout, crf).items()})
+            if self.heldout_debs:
+                metrics.update({f"{k}_debs": v for k, v in evaluate_generator(generator, self.heldout_debs).items()})
         self.generator.to(self.device, memory_format=torch.channels_last).train()
         return metrics
+
+
+def _append_curve(path: Path, step: int, elapsed: float, metrics: dict[str, float]) -> None:
+    """One row of the held-out learning curve (header on the first row); kept across --resume."""
+    new = not path.is_file()
+    with path.open("a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new:
+            writer.writerow(["step", "wall_s", *metrics])
+        writer.writerow([step, round(elapsed), *metrics.values()])
+
+
+def _read_curve(path: Path) -> list[dict[str, float]]:
+    """The learning curve of eval.csv, for the card: one dict a row (step, wall_s: training seconds so far, metrics)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return [{k: (int(v) if k in ("step", "wall_s") else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(fh)]
 
 
 def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.device,
@@ -209,12 +243,13 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
     if resume and ckpt_path.is_file():
         trainer.load_state(torch.load(ckpt_path, map_location=device, weights_only=True))
         log.info("resumed %s at step %d", cfg.name, trainer.step)
-    elif log_path.exists():
-        log_path.unlink()
+    else:
+        for stale in (log_path, run_dir / "eval.csv"):
+            stale.unlink(missing_ok=True)
     with (run_dir / "config.yaml").open("w") as fh:
         yaml.safe_dump(asdict(cfg), fh, sort_keys=False)
 
-    start, first_step = time.time(), trainer.step
+    start, first_step, first_wall = time.time(), trainer.step, trainer.wall_time_s
     log_file = log_path.open("a", newline="")
     writer = csv.writer(log_file)
     bar = tqdm(total=cfg.steps, initial=trainer.step, desc=cfg.name, unit="step", mininterval=5)
@@ -229,9 +264,11 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
         if trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps:
             metrics = trainer.evaluate()
             row += [metrics["psnr_y"], metrics["ssim_y"]]
-            log.info("step %d held-out PSNR-Y %.3f SSIM-Y %.4f", trainer.step, metrics["psnr_y"], metrics["ssim_y"])
+            log.info("step %d held-out %s", trainer.step, "  ".join(f"{k} {v:g}" for k, v in metrics.items()))
+            _append_curve(run_dir / "eval.csv", trainer.step, first_wall + time.time() - start, metrics)
         writer.writerow(row)
         if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.steps:
+            trainer.wall_time_s = first_wall + time.time() - start
             log_file.flush()
             torch.save(trainer.state(), ckpt_path.with_suffix(".tmp"))
             ckpt_path.with_suffix(".tmp").replace(ckpt_path)
@@ -249,14 +286,16 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
             "init_from": cfg.init_from,
             "init_training": trainer.init_card.training if trainer.init_card else None,
             "data": f"train/data.py train split ({len(trainer.sampler.images)} photos shipped by installed packages"
-                    f"{' and pinned registry wheels' if cfg.wheel_photos else ''}); "
+                    f"{' and pinned registry wheels' if cfg.wheel_photos else ''}"
+                    f"{' and pinned Debian packages' if cfg.deb_photos else ''}); "
                     "LR = antialiased bicubic x1/scale, 8-bit",
             "precision": cfg.precision, "chroma_subsample": cfg.chroma_subsample,
             **({"h264_share": cfg.h264_share, "h264_crf": list(cfg.h264_crf)} if cfg.h264_share else {}),
             "hardware": f"{device.type}: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
                         f"{torch.get_num_threads()} threads",
-            "wall_time_s": round(elapsed, 1), "steps_this_session": trainer.step - first_step,
+            "wall_time_s": round(first_wall + elapsed, 1), "steps_this_session": trainer.step - first_step,
             "seed": cfg.seed, "torch": str(torch.__version__),
+            **({"heldout_curve": curve} if (curve := _read_curve(run_dir / "eval.csv")) else {}),
         },
     )
     final = run_dir / "final.pt"
