@@ -6,6 +6,7 @@ do here, so no extra dependency is taken for it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -40,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--overwrite", action="store_true", help="replace an existing output")
     up.add_argument("--batch", type=int, default=None, help="frames per model call (video)")
     up.add_argument("--codec", default="libx264", help="video encoder (libx264, libx265, libsvtav1, h264_nvenc...)")
-    up.add_argument("--crf", type=int, default=18, help="encoder quality, lower is better")
-    up.add_argument("--preset", default="veryfast", help="encoder speed preset")
+    up.add_argument("--crf", type=int, default=None,
+                    help="encoder quality, lower is better (default 18; libx264/libx265/NVENC 0-51, libsvtav1 1-63)")
+    up.add_argument("--preset", default=None, help="encoder speed preset (default veryfast; libsvtav1 0-13, NVENC p1-p7)")
     up.add_argument("--pix-fmt", help="output pixel format (default: yuv420p; yuv420p10le for a 10-bit source "
                          "with an HEVC/AV1/VP9 encoder)")
     up.add_argument("--start", type=float, default=None, help="start time in seconds")
@@ -84,12 +86,15 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     """Each input in turn with one loaded model. With several inputs a failed one is reported
     and the rest go on; the exit code says whether all succeeded."""
     from rtsr.upscaler import Upscaler
+    from rtsr.video.options import encode_options
 
     if args.batch is not None and args.batch < 1:
         raise RtsrError("--batch must be at least 1")
     several = len(args.inputs) > 1
-    if several and args.output is not None and not args.output.is_dir():
+    into_folder = args.output is not None and args.output.is_dir()
+    if several and args.output is not None and not into_folder:
         raise RtsrError(f"with several inputs, -o must be an existing folder ({args.output} is not)")
+    args.encode = encode_options(args.codec, args.crf, args.preset, args.pix_fmt)  # before any work
     upscaler: Upscaler | None = None
 
     def loaded() -> Upscaler:  # loaded once, after the first input is known to be usable
@@ -102,9 +107,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         return upscaler
 
     def target(default: Path) -> Path:
-        if not several:
-            return args.output or default
-        return args.output / default.name if args.output else default
+        if args.output is None:
+            return default
+        return args.output / default.name if into_folder else args.output
 
     failed = 0
     for src in args.inputs:
@@ -138,9 +143,10 @@ def _upscale_file(src: Path, args: argparse.Namespace, loaded, target) -> None:
 
 def _upscale_image(src: Path, loaded, target, overwrite: bool) -> None:
     from rtsr.images import read_image, write_image
-    from rtsr.paths import check_output, default_output
+    from rtsr.paths import check_destination, check_output, default_output
 
     rgb, alpha = read_image(src)  # an unreadable image is one line before the model is loaded
+    check_destination(target(default_output(src, 1)))  # and a folder that takes nothing
     upscaler = loaded()
     out = target(default_output(src, upscaler.scale))
     check_output(src, out, overwrite)
@@ -158,26 +164,64 @@ def _upscale_image(src: Path, loaded, target, overwrite: bool) -> None:
 def _upscale_video(src: Path, args: argparse.Namespace, loaded, target) -> None:
     from tqdm import tqdm
 
-    from rtsr.paths import check_output
+    from rtsr.paths import check_destination, check_output
     from rtsr.video.pipeline import VideoJob, default_video_output, upscale_video
     from rtsr.video.reader import probe_video
-    from rtsr.video.writer import EncodeOptions
 
-    total = probe_video(src).frames  # a bad input is one line before the model is loaded
+    with _blaming_a_cut(src):
+        info = probe_video(src)  # a bad input is one line before the model is loaded
+    check_destination(target(default_video_output(src, 1, args.codec)))
     upscaler = loaded()
     dst = target(default_video_output(src, upscaler.scale, args.codec))
     check_output(src, dst, args.overwrite)
-    job = VideoJob(EncodeOptions(args.codec, args.crf, args.preset, args.pix_fmt), args.batch,
-                   args.start, args.end, args.max_frames)
+    job = VideoJob(args.encode, args.batch, args.start, args.end, args.max_frames)
+    total = info.frames
     if args.max_frames is not None and total:
         total = min(total, args.max_frames)
     with tqdm(total=total, unit="frame", disable=args.quiet or not sys.stderr.isatty(), dynamic_ncols=True,
               desc=src.name if len(args.inputs) > 1 else None) as bar:
-        stats = upscale_video(src, dst, upscaler, job, progress=bar.update)
+        with _blaming_a_cut(src):
+            stats = upscale_video(src, dst, upscaler, job, progress=bar.update)
     skipped = (f", skipped {stats.skipped_packets} corrupt packets and {stats.skipped_frames} mistimed frames"
                if stats.skipped_packets or stats.skipped_frames else "")
     print(f"{dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.2f} fps end to end, "
-          f"{upscaler.card.name} x{upscaler.scale} via {upscaler.backend.name} on {upscaler.device}){skipped}")
+          f"{upscaler.card.name} x{upscaler.scale} via {upscaler.backend.name} on {upscaler.device}){skipped}"
+          f"{_ends_early(src, info, stats, args)}")
+
+
+@contextlib.contextmanager
+def _blaming_a_cut(src: Path):
+    """An input's error says so where the file is cut short (a broken download, say)."""
+    from rtsr.video.integrity import cut_short
+
+    try:
+        yield
+    except RtsrError as exc:
+        reason = cut_short(src)
+        if reason is None:
+            raise
+        raise RtsrError(f"{exc} (the file is cut short: {reason})") from None
+
+
+def _ends_early(src: Path, info, stats, args: argparse.Namespace) -> str:
+    """The summary's warning for a truncated input (a cut download or copy): fewer frames than the
+    container counts or its duration implies, or sizes that run past the end of the file."""
+    from rtsr.video.integrity import cut_short
+
+    warning = ""
+    expected, exact = (info.container_frames, True) if info.container_frames else (info.frames, False)
+    if expected and args.start is None and args.end is None:
+        if args.max_frames is not None:
+            expected = min(expected, args.max_frames)
+        read = stats.frames
+        # an exact count allows a frame or so that decoders drop (edit lists); an estimate from
+        # the duration, which may include a longer audio track, a tenth
+        if expected - read > (max(1, expected // 100) if exact else max(2, expected // 10)):
+            warning = f"; input ends early: {read} of {'' if exact else 'about '}{expected} frames"
+    reason = cut_short(src)
+    if reason:
+        warning += f"; the input file is cut short ({reason}): frames or tracks may be missing"
+    return warning
 
 
 def cmd_models(_: argparse.Namespace) -> int:

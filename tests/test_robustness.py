@@ -108,6 +108,57 @@ def test_temp_of_a_killed_run_is_removed_by_the_next_not_a_live_ones(tmp_path: P
     assert hidden(tmp_path) == [live.name] and (tmp_path / "in_x4.mp4").is_file()
 
 
+# -- item 3: one line, exit 2 ---------------------------------------------------------------------
+
+def test_read_only_folder_is_refused_before_the_model_loads(tmp_path: Path) -> None:
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), noise(8, 8))
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as ro:
+        # a model that cannot load would be the error if the folder were checked after it
+        one_line_error(run_cli("upscale", str(src), "-o", str(ro / "out.png"), "--model", "no-such-model"),
+                       f"cannot write in {ro}: Read-only file system")
+        video = clip(tmp_path / "in.mp4", 2, audio=False)
+        one_line_error(run_cli("upscale", str(video), "-o", str(ro), "--model", "no-such-model"),
+                       "Read-only file system")
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_disk_full_is_one_line_and_leaves_nothing(tmp_path: Path, tiny_weights: Path, kind: str) -> None:
+    if kind == "image":
+        src = tmp_path / "in.png"
+        cv2.imwrite(str(src), noise(96, 96))  # ~110 KB of PNG noise once upscaled
+    else:
+        src = clip(tmp_path / "in.mp4", 12, audio=False)
+    with tmpfs(tmp_path / "small", "size=32k") as small:
+        proc = run_cli("upscale", str(src), "-o", str(small), "--model", str(tiny_weights), "--device", "cpu",
+                       *(["--crf", "0"] if kind == "video" else []))
+        one_line_error(proc, "disk full")
+        assert list(small.iterdir()) == []
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--preset", "nonsense"], "--preset 'nonsense' is not a libx264 preset"),
+    (["--pix-fmt", "nonsense"], "unknown pixel format 'nonsense'"),
+    (["--pix-fmt", "gray16le"], "libx264 cannot encode gray16le"),
+    (["--crf", "-50"], "--crf -50 is out of range for libx264: 0 to 51"),
+    (["--crf", "99"], "--crf 99 is out of range for libx264: 0 to 51"),
+    (["--codec", "libsvtav1", "--crf", "0"], "out of range for libsvtav1: 1 to 63"),
+    (["--codec", "libsvtav1", "--preset", "veryfast"], "is not a libsvtav1 preset"),
+    (["--codec", "mpeg4", "--crf", "20"], "--crf cannot be passed to mpeg4"),
+])
+def test_bad_encoder_options_before_anything(tmp_path: Path, args: list[str], fragment: str) -> None:
+    src = tmp_path / "in.mp4"
+    src.write_bytes(b"")  # never read: the options are checked first
+    one_line_error(run_cli("upscale", str(src), "--model", "no-such-model", *args), fragment)
+
+
+def test_output_without_suffix(tmp_path: Path, tiny_weights: Path) -> None:
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), noise(8, 8))
+    one_line_error(run_cli("upscale", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_weights)),
+                   "has no suffix")
+
+
 # -- item 4: modes --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
@@ -144,3 +195,59 @@ def test_output_that_appeared_meanwhile_is_not_replaced(tmp_path: Path) -> None:
     with atomic_output(target) as tmp:  # there at the start: the user asked to overwrite it
         tmp.write_bytes(b"mine")
     assert target.read_bytes() == b"mine" and hidden(tmp_path) == []
+
+
+# -- item 6: truncated inputs ---------------------------------------------------------------------
+
+def faststart(src: Path, dst: Path) -> Path:
+    """`src` remuxed with its index (moov) first, as web downloads usually are."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "+faststart"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    return dst
+
+
+def cut(src: Path, dst: Path, fraction: float) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(data[:int(len(data) * fraction)])
+    return dst
+
+
+def test_truncated_download_is_warned(tmp_path: Path, tiny_weights: Path) -> None:
+    whole = faststart(clip(tmp_path / "made.mp4"), tmp_path / "whole.mp4")
+    src = cut(whole, tmp_path / "part.mp4", 0.3)
+    proc = run_cli("upscale", str(src), "--model", str(tiny_weights), "--device", "cpu", "-q")
+    assert proc.returncode == 0, proc.stderr
+    frames = int(proc.stdout.split(": ")[1].split()[0])
+    assert 0 < frames < 48
+    assert f"input ends early: {frames} of 48 frames" in proc.stdout
+    assert "the input file is cut short (its mdat box ends" in proc.stdout
+    whole_run = run_cli("upscale", str(whole), "--model", str(tiny_weights), "--device", "cpu", "-q")
+    assert whole_run.returncode == 0 and "early" not in whole_run.stdout and "cut short" not in whole_run.stdout
+
+
+def test_truncated_matroska_and_a_cut_index(tmp_path: Path, tiny_weights: Path) -> None:
+    src = cut(clip(tmp_path / "made.mkv"), tmp_path / "part.mkv", 0.3)
+    proc = run_cli("upscale", str(src), "--model", str(tiny_weights), "--device", "cpu", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "input ends early" in proc.stdout and "of about" in proc.stdout and "Segment ends" in proc.stdout
+    # an index (moov) cut near its start: the file cannot be read, and the error says why
+    made = clip(tmp_path / "made.mp4", 4, audio=False)
+    data = made.read_bytes()
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(data[:data.index(b"moov") + 20])
+    one_line_error(run_cli("upscale", str(broken), "--model", str(tiny_weights)),
+                   "(the file is cut short: its moov box ends")
+
+
+# -- item 9: animations, 16 bits, -o FOLDER -------------------------------------------------------
+
+def test_output_folder_with_one_input(tmp_path: Path, tiny_weights: Path) -> None:
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), noise(8, 8))
+    (tmp_path / "out").mkdir()
+    assert main(["upscale", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_weights), "--device", "cpu"]) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["in_x4.png"]
