@@ -136,28 +136,67 @@ def _upscale_file(src: Path, args: argparse.Namespace, loaded, target) -> None:
     if src.is_dir():
         raise RtsrError(f"input {src} is a directory, not a video or image")
     if is_image_path(src):
-        _upscale_image(src, loaded, target, args.overwrite)
+        _upscale_image(src, args, loaded, target)
     else:
         _upscale_video(src, args, loaded, target)
 
 
-def _upscale_image(src: Path, loaded, target, overwrite: bool) -> None:
-    from rtsr.images import read_image, write_image
+def _tile_bar(args: argparse.Namespace, name: str):
+    """A progress callback over model calls for a picture that takes several (a large one in
+    tiles, an animation): a bar on a terminal, nothing otherwise. Returns (callback, close)."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            if total < 2:
+                return
+            bar = tqdm(total=total, unit="tile", disable=args.quiet or not sys.stderr.isatty(),
+                       dynamic_ncols=True, desc=name, leave=False)
+        bar.update(done - bar.n)
+
+    return update, lambda: bar is not None and bar.close()
+
+
+def _upscale_image(src: Path, args: argparse.Namespace, loaded, target) -> None:
+    """A still (8 or 16 bits, alpha kept) or an animated WebP/PNG (every frame, durations kept)."""
+    import cv2
+
+    from rtsr.images import Animation, check_image_output, read_animation, read_image, write_animation, write_image
     from rtsr.paths import check_destination, check_output, default_output
 
-    rgb, alpha = read_image(src)  # an unreadable image is one line before the model is loaded
-    check_destination(target(default_output(src, 1)))  # and a folder that takes nothing
+    # an unreadable picture, an output it cannot take or a folder that takes nothing: one line
+    # before the model is loaded
+    animation = read_animation(src)
+    frames = animation.frames if animation else [read_image(src)]
+    h, w = frames[0][0].shape[:2]
+    check_destination(target(default_output(src, 1)))
+    check_image_output(target(default_output(src, 1)), w, h, animated=animation is not None)
     upscaler = loaded()
     out = target(default_output(src, upscaler.scale))
-    check_output(src, out, overwrite)
+    check_output(src, out, args.overwrite)
+    check_image_output(out, w * upscaler.scale, h * upscaler.scale, animated=animation is not None)
     start = time.perf_counter()
-    result = upscaler(rgb)
-    if alpha is not None:
-        import cv2
-
-        alpha = cv2.resize(alpha, (result.shape[1], result.shape[0]), interpolation=cv2.INTER_CUBIC)
-    write_image(out, result, alpha)
-    print(f"{src} {rgb.shape[1]}x{rgb.shape[0]} -> {out} {result.shape[1]}x{result.shape[0]} "
+    progress, close_bar = _tile_bar(args, src.name)
+    calls = upscaler.tile_count(h, w)
+    results = []
+    try:
+        for i, (rgb, alpha) in enumerate(frames):
+            result = upscaler(rgb, progress=lambda done, _, i=i: progress(i * calls + done, len(frames) * calls))
+            if alpha is not None:
+                alpha = cv2.resize(alpha, (result.shape[1], result.shape[0]), interpolation=cv2.INTER_CUBIC)
+            results.append((result, alpha))
+    finally:
+        close_bar()
+    if animation:
+        write_animation(out, Animation(results, animation.durations, animation.loop_count))
+    else:
+        write_image(out, *results[0], reuse=True)
+    depth = " 16-bit" if frames[0][0].dtype.itemsize == 2 and out.suffix.lower() == ".png" else ""
+    what = f", {len(frames)} frames" if animation else ""
+    print(f"{src} {w}x{h}{what} -> {out} {w * upscaler.scale}x{h * upscaler.scale}{depth} "
           f"({upscaler.card.name}, {upscaler.backend.name} on {upscaler.device}, {time.perf_counter() - start:.2f} s)")
 
 

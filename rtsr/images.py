@@ -1,6 +1,15 @@
-"""Still images in and out (PNG, JPEG, WebP, BMP) as RGB uint8 arrays."""
+"""Still and animated pictures in and out (PNG, JPEG, WebP, BMP) as RGB arrays.
+
+8-bit pictures are uint8 arrays and 16-bit PNGs uint16, so a 16-bit picture keeps its depth
+through the upscale. An animated WebP or PNG is read and written as a whole animation (frames,
+their durations and the loop count), through OpenCV's animation codecs.
+"""
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -9,38 +18,169 @@ import numpy as np
 from rtsr.errors import RtsrError
 from rtsr.paths import atomic_output
 
+log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
+ANIMATED_SUFFIXES = frozenset({".webp", ".png"})
+SIXTEEN_BIT_SUFFIXES = frozenset({".png"})
+# largest side each format holds: libwebp 16383 (14 bits), libjpeg's JPEG_MAX_DIMENSION 65500
+SIDE_LIMITS = {".webp": 16383, ".jpg": 65500, ".jpeg": 65500}
+BMP_MAX_BYTES = 2**31 - 1  # OpenCV's BMP writer keeps sizes in 32-bit signed fields
 
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """(RGB uint8 H x W x 3, alpha H x W or None); a clear error for anything unreadable."""
-    if not path.is_file():
-        raise RtsrError(f"input not found: {path}")
-    data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise RtsrError(f"cannot read {path} as an image (corrupt or not an image)")
-    if img.dtype != np.uint8:  # 16-bit PNG: model works on 8 bits
-        img = (img.astype(np.float32) * (255.0 / np.iinfo(img.dtype).max)).round().astype(np.uint8)
+@dataclass
+class Animation:
+    """Frames (RGB, with alpha or None) and how they play."""
+
+    frames: list[tuple[np.ndarray, np.ndarray | None]]
+    durations: list[int]  # milliseconds, one per frame
+    loop_count: int = 0   # 0: forever
+
+
+@contextlib.contextmanager
+def _opencv_quiet() -> Iterator[None]:
+    """OpenCV's own [ERROR]/[WARN] lines are not for users: rtsr says what went wrong itself."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _from_opencv(img: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """OpenCV's gray/BGR/BGRA (uint8 or uint16) -> (RGB, alpha or None) of the same dtype."""
+    if img.dtype not in (np.uint8, np.uint16):
+        raise RtsrError(f"{img.dtype} pictures are not supported (8 and 16 bits are)")
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB), None
     if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB), img[:, :, 3]
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB), img[:, :, 3].copy()
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), None
 
 
-def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
-    """Encode by the path's suffix and write atomically."""
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    if alpha is not None:
-        bgr = np.dstack([bgr, alpha])
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in (".jpg", ".jpeg") else []
-    ok, encoded = cv2.imencode(path.suffix.lower(), bgr, params)
+def _to_opencv(rgb: np.ndarray, alpha: np.ndarray | None, reuse: bool) -> np.ndarray:
+    """(RGB, alpha) -> BGR/BGRA for OpenCV; `reuse` converts a 3-channel `rgb` in place."""
+    if alpha is None:
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=rgb if reuse else None)
+    bgra = np.empty((*rgb.shape[:2], 4), rgb.dtype)
+    bgra[..., :3] = rgb[..., ::-1]
+    bgra[..., 3] = alpha
+    return bgra
+
+
+def _read_bytes(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise RtsrError(f"input not found: {path}")
+    return np.fromfile(path, dtype=np.uint8)
+
+
+def read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """(RGB H x W x 3, alpha H x W or None), uint8 or (16-bit PNG) uint16; one clear error for
+    anything unreadable."""
+    data = _read_bytes(path)
+    with _opencv_quiet():
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise RtsrError(f"cannot read {path} as an image (corrupt or not an image)")
+    return _from_opencv(img)
+
+
+def _is_animated(data: np.ndarray) -> bool:
+    """An animated WebP (VP8X with the animation flag) or PNG (acTL chunk before the pixels)."""
+    head = data[:64].tobytes()
+    if head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X":
+        return bool(head[20] & 0x02)
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        blob = data.tobytes()
+        pos = 8
+        while pos + 8 <= len(blob):
+            size, kind = int.from_bytes(blob[pos:pos + 4], "big"), blob[pos + 4:pos + 8]
+            if kind == b"acTL":
+                return True
+            if kind in (b"IDAT", b"IEND"):
+                return False
+            pos += 12 + size
+    return False
+
+
+def read_animation(path: Path) -> Animation | None:
+    """The frames of an animated WebP/PNG, or None for a still picture."""
+    data = _read_bytes(path)
+    if not _is_animated(data):
+        return None
+    if not hasattr(cv2, "imdecodeanimation"):
+        raise RtsrError(f"{path} is animated; reading animations needs opencv-python 4.11 or newer "
+                        f"(installed: {cv2.__version__})")
+    with _opencv_quiet():
+        ok, anim = cv2.imdecodeanimation(data)
+    if not ok or not anim.frames:
+        raise RtsrError(f"cannot read {path} as an animation (corrupt?)")
+    return Animation([_from_opencv(f) for f in anim.frames], [int(d) for d in anim.durations], int(anim.loop_count))
+
+
+def check_image_output(path: Path, width: int, height: int, animated: bool = False) -> None:
+    """Refuse, before any compute, an output the format cannot hold."""
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise RtsrError(f"cannot write a picture as {path.suffix or 'a file without a suffix'} "
+                        f"({path}); use .png, .jpg, .webp or .bmp")
+    if animated and suffix not in ANIMATED_SUFFIXES:
+        raise RtsrError(f"an animation cannot be written as {suffix} ({path}); use .webp or .png")
+    limit = SIDE_LIMITS.get(suffix)
+    if limit is not None and max(width, height) > limit:
+        raise RtsrError(f"the result, {width}x{height}, is larger than {suffix} allows ({limit} pixels a side); "
+                        f"write .png with -o, or upscale a smaller picture")
+    if suffix == ".bmp" and (width * 4 + 3) // 4 * 4 * 3 * height + 54 > BMP_MAX_BYTES:
+        raise RtsrError(f"the result, {width}x{height}, is larger than a .bmp file holds (2 GiB); write .png with -o")
+
+
+def _depth_for(path: Path, frames: list[tuple[np.ndarray, np.ndarray | None]]
+               ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """16-bit pictures stay 16-bit where the format holds it; elsewhere 8-bit, and said so."""
+    if frames[0][0].dtype == np.uint8 or path.suffix.lower() in SIXTEEN_BIT_SUFFIXES:
+        return frames
+    log.warning("%s holds 8 bits a channel: the 16-bit picture is written as 8-bit (.png keeps 16)", path.name)
+
+    def to8(a: np.ndarray) -> np.ndarray:
+        return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+    return [(to8(rgb), None if alpha is None else to8(alpha)) for rgb, alpha in frames]
+
+
+def _write_encoded(path: Path, encode) -> None:
+    """Run `encode()` (OpenCV's (ok, buffer)) quietly and write the buffer atomically."""
+    with _opencv_quiet():
+        try:
+            ok, encoded = encode()
+        except cv2.error:
+            ok, encoded = False, None
     if not ok:
-        raise RtsrError(f"cannot encode {path.suffix} images")
+        raise RtsrError(f"cannot encode {path.suffix} pictures of this size or kind ({path})")
     with atomic_output(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())
+        with tmp.open("wb") as fh:
+            fh.write(memoryview(encoded))
+
+
+def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, reuse: bool = False) -> None:
+    """Encode by the path's suffix and write atomically. `reuse`: `rgb` may be overwritten (saves
+    a copy of a large result)."""
+    [(rgb, alpha)] = _depth_for(path, [(rgb, alpha)])
+    check_image_output(path, rgb.shape[1], rgb.shape[0])
+    img = _to_opencv(rgb, alpha, reuse)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    _write_encoded(path, lambda: cv2.imencode(path.suffix.lower(), img, params))
+
+
+def write_animation(path: Path, animation: Animation) -> None:
+    """An animated WebP/PNG with the frames' durations and loop count, written atomically."""
+    frames = _depth_for(path, animation.frames)
+    check_image_output(path, frames[0][0].shape[1], frames[0][0].shape[0], animated=True)
+    anim = cv2.Animation()
+    anim.frames = [_to_opencv(rgb, alpha, reuse=False) for rgb, alpha in frames]
+    anim.durations = animation.durations
+    anim.loop_count = animation.loop_count
+    _write_encoded(path, lambda: cv2.imencodeanimation(path.suffix.lower(), anim))

@@ -6,6 +6,8 @@ tiling. A backend owns only how to run the network.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import overload
 
@@ -17,9 +19,10 @@ from rtsr.devices import resolve_device
 from rtsr.errors import RtsrError
 from rtsr.models.weights import load_weights, resolve_model
 from rtsr.settings import RuntimeSettings, load_settings
-from rtsr.tiling import receptive_radius, upscale_tiled
+from rtsr.tiling import receptive_radius, tiles, upscale_tiled
 
 log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]  # (done, total) model calls
 
 
 class Upscaler:
@@ -29,7 +32,8 @@ class Upscaler:
     >>> up(np.zeros((90, 160, 3), np.uint8)).shape
     (360, 640, 3)
 
-    Numpy frames (H x W x 3 or N x H x W x 3, uint8 RGB) come back as numpy uint8; torch tensors
+    Numpy frames (H x W x 3 or N x H x W x 3, uint8 or uint16 RGB) come back as numpy arrays of the
+    same dtype, written tile by tile into the result; torch tensors
     (3 x H x W or N x 3 x H x W, float in [0, 1]) come back as tensors of the same dtype on the
     same device, without a host round trip when they already are on the upscaler's device.
     """
@@ -58,44 +62,77 @@ class Upscaler:
                  self.backend.name, self.tile, self.tile_overlap, self.batch)
 
     @torch.inference_mode()
-    def upscale_tensor(self, x: torch.Tensor, stream: "torch.cuda.Stream | None" = None) -> torch.Tensor:
+    def upscale_tensor(self, x: torch.Tensor, stream: "torch.cuda.Stream | None" = None,
+                       progress: Progress | None = None) -> torch.Tensor:
         """N x 3 x H x W in [0, 1] on self.device -> N x 3 x sH x sW in the backend's dtype."""
         x = x.to(self.backend.dtype)
-        parts = [upscale_tiled(lambda t: self.backend.run(t, stream), chunk, self.scale, self.tile, self.tile_overlap)
-                 for chunk in x.split(self.batch)]
+        chunks = x.split(self.batch)
+        parts = [upscale_tiled(lambda t: self.backend.run(t, stream), chunk, self.scale, self.tile, self.tile_overlap,
+                               _chunk_progress(progress, i, len(chunks)))
+                 for i, chunk in enumerate(chunks)]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    @overload
-    def __call__(self, frames: np.ndarray) -> np.ndarray: ...
-    @overload
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor: ...
+    def tile_count(self, height: int, width: int) -> int:
+        """Model calls one frame of this size takes (1 when it is not tiled)."""
+        return len(tiles(height, width, self.tile, self.tile_overlap))
 
-    def __call__(self, frames: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    @overload
+    def __call__(self, frames: np.ndarray, progress: Progress | None = None) -> np.ndarray: ...
+    @overload
+    def __call__(self, frames: torch.Tensor, progress: Progress | None = None) -> torch.Tensor: ...
+
+    def __call__(self, frames: np.ndarray | torch.Tensor, progress: Progress | None = None) -> np.ndarray | torch.Tensor:
+        """`progress(done, total)` is called after each model call (a tile or a whole batch)."""
         if isinstance(frames, torch.Tensor):
-            return self._call_tensor(frames)
+            return self._call_tensor(frames, progress)
         if isinstance(frames, np.ndarray):
-            return self._call_numpy(frames)
+            return self._call_numpy(frames, progress)
         raise RtsrError(f"Upscaler takes a numpy array or a torch tensor, not {type(frames).__name__}")
 
     @torch.inference_mode()
-    def _call_tensor(self, frames: torch.Tensor) -> torch.Tensor:
+    def _call_tensor(self, frames: torch.Tensor, progress: Progress | None) -> torch.Tensor:
         single = frames.ndim == 3
         x = frames[None] if single else frames
         if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
             raise RtsrError(f"tensor frames must be float (N x) 3 x H x W, got {tuple(frames.shape)} {frames.dtype}")
-        y = self.upscale_tensor(x.to(self.device, non_blocking=True)).to(device=frames.device, dtype=frames.dtype)
+        y = self.upscale_tensor(x.to(self.device, non_blocking=True), progress=progress)
+        y = y.to(device=frames.device, dtype=frames.dtype)
         return y[0] if single else y
 
     @torch.inference_mode()
-    def _call_numpy(self, frames: np.ndarray) -> np.ndarray:
+    def _call_numpy(self, frames: np.ndarray, progress: Progress | None) -> np.ndarray:
+        """Tile by tile into a preallocated result of the input's dtype: memory is the result plus
+        a few tiles, however large the frame."""
         single = frames.ndim == 3
         x = frames[None] if single else frames
-        if x.ndim != 4 or x.shape[3] != 3 or x.dtype != np.uint8:
-            raise RtsrError(f"numpy frames must be uint8 (N x) H x W x 3 RGB, got {frames.shape} {frames.dtype}")
-        host = torch.from_numpy(np.ascontiguousarray(x))
-        if self.device.type == "cuda":
-            host = host.pin_memory()
-        dev = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-        y = self.upscale_tensor(dev.to(self.backend.dtype).div_(255))
-        out = y.mul_(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        if x.ndim != 4 or x.shape[3] != 3 or x.dtype not in (np.uint8, np.uint16):
+            raise RtsrError(f"numpy frames must be uint8 or uint16 (N x) H x W x 3 RGB, got {frames.shape} {frames.dtype}")
+        n, h, w, _ = x.shape
+        top = float(np.iinfo(x.dtype).max)
+        out = np.empty((n, h * self.scale, w * self.scale, 3), x.dtype)
+        parts = tiles(h, w, self.tile, self.tile_overlap)
+        total, done = math.ceil(n / self.batch) * len(parts), 0
+        for first in range(0, n, self.batch):
+            for t in parts:
+                cy0, cy1, cx0, cx1 = t.context
+                region = x[first:first + self.batch, cy0:cy1, cx0:cx1]
+                # uint16 has few torch kernels: its tiles travel as int32
+                host = torch.from_numpy(np.ascontiguousarray(region) if x.dtype == np.uint8 else region.astype(np.int32))
+                if self.device.type == "cuda":
+                    host = host.pin_memory()
+                dev = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+                y = self.backend.run(dev.to(self.backend.dtype).div_(top))[(..., *t.core_slices(self.scale))]
+                y = y.float().mul_(top).round_().clamp_(0, top)  # float32: 65535 overflows float16
+                out[(slice(first, first + self.batch), *t.output_slices(self.scale))] = (
+                    y.to(torch.uint8 if x.dtype == np.uint8 else torch.int32).permute(0, 2, 3, 1).cpu().numpy())
+                done += 1
+                if progress:
+                    progress(done, total)
         return out[0] if single else out
+
+
+def _chunk_progress(progress: Progress | None, index: int, chunks: int) -> Progress | None:
+    """progress(done, total) over all chunks, from one chunk's own count."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(index * total + done, chunks * total)

@@ -157,6 +157,26 @@ def test_output_without_suffix(tmp_path: Path, tiny_weights: Path) -> None:
     cv2.imwrite(str(src), noise(8, 8))
     one_line_error(run_cli("upscale", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_weights)),
                    "has no suffix")
+    one_line_error(run_cli("upscale", str(src), "-o", str(tmp_path / "out.mp4"), "--model", str(tiny_weights)),
+                   "cannot write a picture as .mp4")
+
+
+@pytest.mark.parametrize("suffix,width,limit", [(".webp", 4096, 16383), (".jpg", 16376, 65500)])
+def test_picture_too_large_for_its_format_is_refused_before_compute(
+        tmp_path: Path, tiny_weights: Path, capfd, monkeypatch, suffix: str, width: int, limit: int) -> None:
+    src = tmp_path / "wide.png"
+    cv2.imwrite(str(src), np.zeros((4, width, 3), np.uint8))
+
+    def no_compute(*_a, **_k):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr("rtsr.upscaler.Upscaler.__call__", no_compute)
+    assert main(["upscale", str(src), "-o", str(tmp_path / f"out{suffix}"), "--model", str(tiny_weights),
+                 "--device", "cpu"]) == 2
+    err = capfd.readouterr().err
+    assert err.strip().splitlines() == [f"rtsr: error: the result, {width * 4}x16, is larger than {suffix} allows "
+                                        f"({limit} pixels a side); write .png with -o, or upscale a smaller picture"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".", "out"))]
 
 
 # -- item 4: modes --------------------------------------------------------------------------------
@@ -243,7 +263,99 @@ def test_truncated_matroska_and_a_cut_index(tmp_path: Path, tiny_weights: Path) 
                    "(the file is cut short: its moov box ends")
 
 
+# -- item 8: a huge picture in tiles --------------------------------------------------------------
+
+MEASURE = """
+import json, resource, sys
+import numpy as np
+from rtsr import Upscaler
+up = Upscaler(sys.argv[1], device="cpu", tile=128)
+img = np.random.default_rng(0).integers(0, 256, (600, 900, 3), dtype=np.uint8)
+up(img[:300, :300])  # warm up the allocator on whole tiles
+rss = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+calls = []
+out = up(img, progress=lambda done, total: calls.append((done, total)))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"growth": peak - rss, "result": out.nbytes, "calls": calls[-1], "n": len(calls)}))
+"""
+
+
+def test_huge_picture_is_streamed_tile_by_tile(tmp_path: Path, tiny_weights: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", MEASURE, str(tiny_weights)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["result"] == 2400 * 3600 * 3
+    assert got["calls"] == [40, 40] and got["n"] == 40  # 5 x 8 tiles, one callback each
+    # the result plus a few tiles' work (~30 MB here); the float path grew by 370 MB (14x the result)
+    assert got["growth"] < got["result"] + 64 * 2**20, got
+
+
+def test_progress_bar_over_tiles_on_a_terminal(tmp_path: Path, tiny_weights: Path) -> None:
+    import pty
+    import struct
+    import termios
+
+    src = tmp_path / "big.png"
+    cv2.imwrite(str(src), noise(100, 100))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a width
+    proc = subprocess.Popen([sys.executable, "-m", "rtsr", "upscale", str(src), "--model", str(tiny_weights),
+                             "--device", "cpu", "--tile", "32"], stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    out, _ = proc.communicate(timeout=180)
+    seen = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(master, 65536):
+            seen += chunk
+    os.close(master)
+    assert proc.returncode == 0 and "big_x4.png" in out
+    assert b"16/16" in seen and b"tile" in seen, seen  # 4 x 4 tiles
+
+
+def test_numpy_tiles_match_untiled_at_8_and_16_bits(tiny_weights: Path) -> None:
+    from rtsr import Upscaler
+
+    whole, tiled = Upscaler(tiny_weights, device="cpu", tile=4096), Upscaler(tiny_weights, device="cpu", tile=24)
+    for dtype in (np.uint8, np.uint16):
+        frame = noise(70, 90, 3, dtype)
+        a, b = whole(frame), tiled(frame)
+        assert a.dtype == b.dtype == dtype and a.shape == (280, 360, 3)
+        assert np.abs(a.astype(np.int64) - b).max() <= 1  # float rounding at .5 only
+
+
 # -- item 9: animations, 16 bits, -o FOLDER -------------------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".webp", ".png"])
+def test_animation_stays_animated(tmp_path: Path, tiny_weights: Path, suffix: str) -> None:
+    if not hasattr(cv2, "imencodeanimation"):
+        pytest.skip("this OpenCV has no animation codecs (4.11+)")
+    anim = cv2.Animation()
+    anim.frames = [noise(12, 16, i) for i in range(3)]
+    anim.durations, anim.loop_count = [100, 200, 300], 2
+    src = tmp_path / f"anim{suffix}"
+    ok, data = cv2.imencodeanimation(suffix, anim, [cv2.IMWRITE_WEBP_QUALITY, 101] if suffix == ".webp" else [])
+    assert ok
+    src.write_bytes(data.tobytes())
+    assert main(["upscale", str(src), "--model", str(tiny_weights), "--device", "cpu"]) == 0
+    ok, out = cv2.imreadanimation(str(tmp_path / f"anim_x4{suffix}"))
+    assert ok and len(out.frames) == 3 and out.frames[0].shape == (48, 64, 3)
+    assert list(out.durations) == [100, 200, 300] and out.loop_count == 2
+
+
+def test_sixteen_bit_png_keeps_sixteen_bits(tmp_path: Path, tiny_weights: Path, capfd) -> None:
+    src = tmp_path / "deep.png"
+    cv2.imwrite(str(src), noise(10, 12, 1, np.uint16))
+    assert main(["upscale", str(src), "--model", str(tiny_weights), "--device", "cpu"]) == 0
+    out = cv2.imread(str(tmp_path / "deep_x4.png"), cv2.IMREAD_UNCHANGED)
+    assert out.dtype == np.uint16 and out.shape == (40, 48, 3)
+    assert (out % 257 != 0).any()  # real 16-bit values, not 8-bit ones stretched
+    assert "16-bit" in capfd.readouterr().out
+    proc = run_cli("upscale", str(src), "-o", str(tmp_path / "flat.jpg"), "--model", str(tiny_weights), "--device", "cpu")
+    assert proc.returncode == 0 and proc.stderr.strip() == (
+        "rtsr: flat.jpg holds 8 bits a channel: the 16-bit picture is written as 8-bit (.png keeps 16)")
+    assert cv2.imread(str(tmp_path / "flat.jpg"), cv2.IMREAD_UNCHANGED).dtype == np.uint8
+
 
 def test_output_folder_with_one_input(tmp_path: Path, tiny_weights: Path) -> None:
     src = tmp_path / "in.png"
