@@ -321,7 +321,7 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     from rtsr.paths import check_output
-    from rtsr.preview import PreviewOptions, parse_source, run_preview
+    from rtsr.preview import PreviewOptions, check_display, open_capture, parse_source, run_preview
     from rtsr.settings import parse_size
     from rtsr.upscaler import Upscaler
 
@@ -331,8 +331,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
                           headless=args.headless)
     if opts.record:
         check_output(Path(str(opts.source)), opts.record, overwrite=False)
-    upscaler = Upscaler(args.model, backend=args.backend, device=args.device, tile=args.tile)
-    print(run_preview(upscaler, opts).summary())
+    # the display and the source first: each mistake is named as itself, before the model loads
+    check_display(opts)
+    cap = open_capture(opts.source, opts.capture_size, opts.fps)
+    try:
+        upscaler = Upscaler(args.model, backend=args.backend, device=args.device, tile=args.tile)
+    except BaseException:
+        cap.release()
+        raise
+    print(run_preview(upscaler, opts, cap).summary())
     return 0
 
 

@@ -6,8 +6,10 @@ pipeline uses, and `--record` writes through the pipeline's `VideoWriter`.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -58,6 +60,55 @@ def open_capture(source: int | str, size: tuple[int, int] | None, fps: float | N
     if fps:
         cap.set(cv2.CAP_PROP_FPS, fps)
     return cap
+
+
+def _x_connect_error(display: str, timeout: float) -> str | None:
+    """Why an X client cannot connect to `display` (None: it can, or libxcb is not here to ask).
+    libxcb is what OpenCV's Qt window connects with; asking it costs one round trip."""
+    try:
+        xcb = ctypes.CDLL("libxcb.so.1")
+    except OSError:
+        return None
+    xcb.xcb_connect.restype = ctypes.c_void_p
+    xcb.xcb_connect.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]
+    xcb.xcb_connection_has_error.restype = ctypes.c_int
+    xcb.xcb_connection_has_error.argtypes = [ctypes.c_void_p]
+    xcb.xcb_disconnect.argtypes = [ctypes.c_void_p]
+    result: list[int] = []
+
+    def connect() -> None:
+        conn = xcb.xcb_connect(display.encode(), None)
+        result.append(xcb.xcb_connection_has_error(conn))
+        xcb.xcb_disconnect(conn)
+
+    worker = threading.Thread(target=connect, name="rtsr-x-check", daemon=True)  # a remote host may not answer
+    worker.start()
+    worker.join(timeout)
+    if not result:
+        return f"no answer in {timeout:.0f} s"
+    return {0: None, 5: "not a display name", 6: "no such screen"}.get(
+        result[0], "no X server answers there, or it refused this client")
+
+
+def _opencv_gui_is_qt() -> bool:
+    return re.search(r"^\s*QT:\s*YES", cv2.getBuildInformation(), re.MULTILINE) is not None
+
+
+def check_display(opts: PreviewOptions, timeout: float = 5.0) -> None:
+    """One line now if a window cannot open: OpenCV's Qt build aborts the whole process (SIGABRT)
+    when its X display is missing or dead, so the X server itself is asked, not just $DISPLAY
+    (a DISPLAY left over from an ended ssh or tmux session names a server that is gone)."""
+    if opts.headless or os.environ.get("QT_QPA_PLATFORM", "xcb").split(":")[0] not in ("", "xcb"):
+        return  # no window, or a Qt platform the user chose (offscreen, wayland...)
+    display = os.environ.get("DISPLAY")
+    if not display:
+        if os.environ.get("WAYLAND_DISPLAY") and not _opencv_gui_is_qt():
+            return
+        raise RtsrError("no X display (DISPLAY is unset); run with --headless to record or measure")
+    reason = _x_connect_error(display, timeout)
+    if reason:
+        raise RtsrError(f"cannot open a window on X display {display} ({reason}); check DISPLAY, "
+                        f"or run with --headless to record or measure")
 
 
 class LatestFrame:
@@ -196,12 +247,12 @@ class PreviewOptions:
     headless: bool = False
 
 
-def run_preview(upscaler: Upscaler, opts: PreviewOptions) -> PreviewStats:
-    """The live loop; returns what the summary line reports."""
-    if not opts.headless and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        # OpenCV's Qt build aborts the whole process without a display: check before it can
-        raise RtsrError("no display (DISPLAY/WAYLAND_DISPLAY unset); run with --headless to record or measure")
-    cap = open_capture(opts.source, opts.capture_size, opts.fps)
+def run_preview(upscaler: Upscaler, opts: PreviewOptions, cap: cv2.VideoCapture | None = None) -> PreviewStats:
+    """The live loop; returns what the summary line reports. `cap`: the source, already opened
+    (by `open_capture`, after `check_display`), else opened here."""
+    if cap is None:
+        check_display(opts)
+        cap = open_capture(opts.source, opts.capture_size, opts.fps)
     is_file = isinstance(opts.source, str) and "://" not in opts.source
     source_fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     grabber = LatestFrame(cap, is_file, source_fps)

@@ -263,6 +263,20 @@ def test_truncated_matroska_and_a_cut_index(tmp_path: Path, tiny_weights: Path) 
                    "(the file is cut short: its moov box ends")
 
 
+# -- item 7: preview with a dead display ----------------------------------------------------------
+
+def test_preview_with_a_dead_x_display(tmp_path: Path, tiny_weights: Path) -> None:
+    src = clip(tmp_path / "in.mp4", 2, audio=False)
+    env = {**os.environ, "DISPLAY": ":59"}  # a DISPLAY left over from an ended ssh session
+    env.pop("QT_QPA_PLATFORM", None)
+    proc = run_cli("preview", "--source", str(src), "--model", str(tiny_weights), env=env)
+    one_line_error(proc, "cannot open a window on X display :59")
+    # the display and the source are checked before the model: each error names its own cause
+    one_line_error(run_cli("preview", "--source", str(src), "--model", "no-such-model", env=env), "display :59")
+    one_line_error(run_cli("preview", "--source", str(tmp_path / "gone.mp4"), "--headless", "--model",
+                           "no-such-model"), "source not found")
+
+
 # -- item 8: a huge picture in tiles --------------------------------------------------------------
 
 MEASURE = """
