@@ -221,8 +221,9 @@ def _upscale_video(src: Path, args: argparse.Namespace, loaded, target) -> None:
               desc=src.name if len(args.inputs) > 1 else None) as bar:
         with _blaming_a_cut(src):
             stats = upscale_video(src, dst, upscaler, job, progress=bar.update)
-    skipped = (f", skipped {stats.skipped_packets} corrupt packets and {stats.skipped_frames} mistimed frames"
-               if stats.skipped_packets or stats.skipped_frames else "")
+    skipped = "".join([f", skipped {stats.skipped_packets} corrupt packets" if stats.skipped_packets else "",
+                       f", retimed {stats.repaired_frames} frames whose timestamps went backwards"
+                       if stats.repaired_frames else ""])
     print(f"{dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.2f} fps end to end, "
           f"{upscaler.card.name} x{upscaler.scale} via {upscaler.backend.name} on {upscaler.device}){skipped}"
           f"{_ends_early(src, info, stats, args)}")

@@ -23,12 +23,9 @@ from rtsr.paths import atomic_output, default_output
 from rtsr.upscaler import Upscaler
 from rtsr.video.color import rgb_to_yuv420, yuv420_to_rgb
 from rtsr.video.reader import END, PacketItem, VideoInfo, VideoItem, VideoReader
-from rtsr.video.writer import EncodeOptions, FrameBatch, VideoWriter
+from rtsr.video.writer import EncodeOptions, FrameBatch, VideoWriter, container_suffix
 
 log = logging.getLogger(__name__)
-# containers that hold only some video codecs (suffix -> encoders they take); the default output
-# of such an input is Matroska when the chosen encoder is not among them
-_LIMITED_CONTAINERS = {".webm": {"libsvtav1", "av1_nvenc", "libvpx-vp9"}, ".ogv": set(), ".gif": set()}
 
 
 @dataclass(frozen=True)
@@ -45,7 +42,7 @@ class VideoStats:
     frames: int = 0
     seconds: float = 0.0
     skipped_packets: int = 0
-    skipped_frames: int = 0
+    repaired_frames: int = 0     # kept, but retimed: their own timestamps went backwards
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -170,7 +167,7 @@ def upscale_video(src: Path, dst: Path, upscaler: Upscaler, job: VideoJob = Vide
         batch = job.batch or upscaler.batch
         with atomic_output(dst) as tmp:
             writer = VideoWriter(tmp, reader.info, reader.container, upscaler.scale, job.encode,
-                                 upscaler.settings.queue_frames, job.start or 0.0, job.end)
+                                 upscaler.settings.queue_frames, reader.start or 0.0, reader.end)
             stage = DeviceStage(upscaler, reader.info, batch)
             reader.start_thread()
             try:
@@ -181,20 +178,19 @@ def upscale_video(src: Path, dst: Path, upscaler: Upscaler, job: VideoJob = Vide
                         progress(len(items))
                 if stats.frames == 0:
                     raise RtsrError(f"{src}: no video frames decoded" + (" in the range asked for" if job.start or job.end else ""))
-                writer.finish()
+                writer.finish(reader.cut_at)
             except BaseException:
                 writer.abort()
                 raise
     finally:
         reader.stop()
     stats.seconds = time.perf_counter() - start
-    stats.skipped_packets, stats.skipped_frames = reader.skipped_packets, reader.skipped_frames
+    stats.skipped_packets, stats.repaired_frames = reader.skipped_packets, reader.repaired_frames
     stats.stage_seconds = {**stage.seconds, "encode+mux": writer.busy_seconds}
     return stats
 
 
 def default_video_output(src: Path, scale: int, codec: str) -> Path:
-    takes = _LIMITED_CONTAINERS.get(src.suffix.lower())
-    suffix = ".mkv" if takes is not None and codec not in takes else src.suffix
-    return default_output(src, scale, suffix or ".mp4")
+    """NAME_x4 in the input's container where it holds the encode, else NAME_x4.mkv (see container_suffix)."""
+    return default_output(src, scale, container_suffix(src, codec))
 

@@ -16,7 +16,9 @@ import av
 import numpy as np
 
 from rtsr.errors import RtsrError
-from rtsr.video.color import YUV420_FORMATS, ColorSpec
+from rtsr.video.color import RANGE_LIMITED, SPACE_BT709, SPACE_SMPTE170M, YUV420_FORMATS, ColorSpec
+from rtsr.video.deinterlace import Deinterlacer
+from rtsr.video.timestamps import FrameClock
 
 log = logging.getLogger(__name__)
 END = object()  # end-of-stream marker on the queue
@@ -52,6 +54,10 @@ class VideoInfo:
     color: ColorSpec
     copy_streams: tuple[int, ...]
     video_index: int = 0       # the input stream the frames come from
+    sample_aspect_ratio: Fraction | None = None  # pixel shape (anamorphic DVD/broadcast); x4 keeps it
+    timecode: str | None = None                 # a MOV/MXF start timecode, written back as a tag
+    origin: float = 0.0        # the file's first timestamp in seconds: --start/--end count from it
+    attachments: tuple[int, ...] = ()           # attachment streams (fonts of Matroska subtitles)
     container_frames: int | None = None  # the stream's frame count as the container records it (mp4):
                                          # fewer decoded means the input ends early
 
@@ -89,6 +95,26 @@ def open_input(path: Path) -> av.container.InputContainer:
         raise RtsrError(f"cannot open {path}: {exc.strerror or exc}") from None
 
 
+def _color(ctx: av.video.codeccontext.VideoCodecContext) -> ColorSpec:
+    """The colour the reader delivers in: the source's tags, or for an RGB source (libx264rgb, PNG or
+    FFV1 RGB) the BT.601/709 limited range YUV that `_to_yuv420` converts it into."""
+    fmt = ctx.format
+    if fmt is not None and fmt.is_rgb:
+        space = SPACE_BT709 if ctx.height >= 720 else SPACE_SMPTE170M
+        return ColorSpec.from_tags(space, RANGE_LIMITED, ctx.color_primaries, ctx.color_trc, ctx.height,
+                                   _bit_depth(fmt))
+    return ColorSpec.from_tags(ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc, ctx.height,
+                               _bit_depth(fmt))
+
+
+def _timecode(container: av.container.InputContainer, video: av.stream.Stream) -> str | None:
+    """The start timecode: MOV keeps it in a tmcd data track's tags, MXF/MPEG in the file's or video's."""
+    for tags in [video.metadata, container.metadata] + [s.metadata for s in container.streams if s.type == "data"]:
+        if "timecode" in tags:
+            return tags["timecode"]
+    return None
+
+
 def _bit_depth(fmt: "av.VideoFormat | None") -> int:
     """8, or 10 for any deeper source: the depths the path carries (YUV420_FORMATS)."""
     bits = max((c.bits for c in fmt.components), default=8) if fmt is not None else 8
@@ -123,23 +149,58 @@ class VideoReader:
         if w == 0 or h == 0:
             self.container.close()
             raise RtsrError(f"{path}: the video stream has no frame size")
-        self.start, self.end, self.max_frames = start, end, max_frames
+        # --start/--end count from the file's first timestamp, as FFmpeg's -ss/-to do (an MPEG-TS
+        # often starts at 1.4 s); the reader works in absolute seconds
+        origin = self.container.start_time / av.time_base if self.container.start_time is not None else 0.0
+        self.start = origin + start if start is not None else None
+        self.end = origin + end if end is not None else None
+        self.max_frames = max_frames
+        self._note_dropped_streams()
         self.info = VideoInfo(
-            width=w, height=h, time_base=self.stream.time_base, average_rate=self.stream.average_rate,
+            width=w, height=h, time_base=self.stream.time_base,
+            average_rate=self.stream.average_rate or self.stream.guessed_rate,
             frames=self._frame_estimate(),
-            color=ColorSpec.from_tags(ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc, h,
-                                      _bit_depth(ctx.format)),
+            color=_color(ctx),
             copy_streams=tuple(s.index for s in self.container.streams
-                               if s.index != self.stream.index and s.type in ("audio", "subtitle", "data")),
+                               if s.index != self.stream.index and s.type in ("audio", "subtitle")),
             video_index=self.stream.index,
+            sample_aspect_ratio=ctx.sample_aspect_ratio if ctx.sample_aspect_ratio else None,
+            timecode=_timecode(self.container, self.stream),
+            origin=origin,
+            attachments=tuple(s.index for s in self.container.streams if s.type == "attachment"),
             container_frames=self.stream.frames or None,
         )
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.skipped_packets = 0
-        self.skipped_frames = 0
+        self.clock = self._new_clock()
+        self.deinterlace = Deinterlacer()
+        self.cut_at: float | None = None  # where the reader stopped before the input's end (seconds)
+        self._emitted = 0
+        self._resized = False
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtsr-reader", daemon=True)
+
+    def _new_clock(self) -> FrameClock:
+        return FrameClock(self.stream.time_base, self.info.average_rate,
+                          self.stream.start_time if self.stream.start_time is not None else 0,
+                          depth=max(4, self.stream.codec_context.has_b_frames + 2))
+
+    def _note_dropped_streams(self) -> None:
+        """Say which streams the output will not have, and why."""
+        for s in self.container.streams:
+            if s.type == "video" and s.index != self.stream.index:
+                kind = "cover art" if s.disposition & av.stream.Disposition.attached_pic else "video stream"
+                log.warning("%s #%d is not carried over: only the main video (#%d) is upscaled", kind, s.index,
+                            self.stream.index)
+            elif s.type == "data":  # MOV timecode and MP4 chapter tracks: kept as a tag and as chapters
+                log.info("data stream #%d (%s) is not copied; timecode and chapters are kept as such", s.index,
+                         s.codec_context.name if s.codec_context else s.metadata.get("handler_name", "?"))
+
+    @property
+    def repaired_frames(self) -> int:
+        """Frames whose timestamp had to be moved (a damaged stream); none is dropped."""
+        return self.clock.repaired
 
     def _frame_estimate(self) -> int | None:
         s = self.stream
@@ -174,9 +235,9 @@ class VideoReader:
                 continue
         return False
 
-    def _in_range(self, seconds: float) -> int:
-        """-1 before the range, 0 inside, 1 after."""
-        if self.start is not None and seconds < self.start:
+    def _in_range(self, seconds: float, until: float | None = None) -> int:
+        """-1 before the range, 0 inside, 1 after; `until`: where something shown from `seconds` ends."""
+        if self.start is not None and seconds < self.start and (until is None or until <= self.start):
             return -1
         if self.end is not None and seconds >= self.end:
             return 1
@@ -191,18 +252,30 @@ class VideoReader:
             self._put(END)
 
     def _decode_all(self) -> None:
-        if self.start:
-            self.container.seek(int(self.start / self.stream.time_base), stream=self.stream, backward=True)
+        """Decode from the keyframe before --start; where that seek lands past the start (MPEG-TS and
+        -PS have no index, and a decoder drops what comes before the next keyframe), from the top."""
+        if self.start is None:
+            self._decode()
+        elif not self._decode(seek_to=self.start):
+            self.container.seek(0)
+            self.stream.codec_context.flush_buffers()
+            self.clock = self._new_clock()
+            self._decode()
+
+    def _decode(self, seek_to: float | None = None) -> bool:
+        """Demux and decode to the end (or the range's end); False where a seek landed past --start."""
+        if seek_to is not None:
+            self.container.seek(int(seek_to / self.stream.time_base), stream=self.stream, backward=True)
+        held: list[av.Packet] | None = [] if seek_to is not None else None  # copied packets until it is sure
         streams = [self.stream] + [self.container.streams[i] for i in self.info.copy_streams]
-        emitted, last_pts = 0, None
         for packet in self.container.demux(streams):
             if self._stop.is_set():
-                return
+                return True
             if packet.stream.index != self.stream.index:
-                if packet.pts is not None and self._in_range(float(packet.pts * packet.time_base)) != 0:
-                    continue
-                if packet.size and not self._put(PacketItem(packet, packet.stream.index)):
-                    return
+                if held is not None:
+                    held.append(packet)
+                elif not self._copy(packet):
+                    return True
                 continue
             # packet.size == 0 is the demuxer's final flush packet: decoding it drains the decoder
             try:
@@ -211,18 +284,61 @@ class VideoReader:
                 self.skipped_packets += 1
                 log.warning("skipped a corrupt video packet at pts %s", packet.pts)
                 continue
+            if held is not None and frames:
+                if frames[0].pts is not None and float(frames[0].pts * self.stream.time_base) > self.start:
+                    log.info("seek landed past --start; decoding from the beginning")
+                    return False
+                if not all(self._copy(p) for p in held):
+                    return True
+                held = None
             for frame in frames:
-                if frame.pts is None or (last_pts is not None and frame.pts <= last_pts):
-                    # damaged streams can repeat or reorder timestamps; encoders need them increasing
-                    self.skipped_frames += 1
-                    continue
-                where = self._in_range(float(frame.pts * frame.time_base))
-                if where < 0:
-                    continue
-                if where > 0 or (self.max_frames is not None and emitted >= self.max_frames):
-                    return
-                if frame.format.name != self.info.color.pix_fmt:
-                    frame = frame.reformat(format=self.info.color.pix_fmt)
-                if not self._put(VideoItem(packed_yuv420(frame), frame.pts, frame.time_base, int(frame.rotation))):
-                    return
-                emitted, last_pts = emitted + 1, frame.pts
+                if not self._timed(self.clock.push(frame)):
+                    return True
+        if held is not None:  # not one frame after the seek: no keyframe between it and the end
+            log.info("seek found no keyframe before the end; decoding from the beginning")
+            return False
+        if self._timed(self.clock.flush()):
+            all(self._emit(ready) for ready in self.deinterlace.flush())
+        return True
+
+    def _timed(self, frames: list[av.VideoFrame]) -> bool:
+        """Frames the clock has timed, on through the deinterlacer; False once the range is done."""
+        return all(self._emit(ready) for frame in frames for ready in self.deinterlace(frame))
+
+    def _copy(self, packet: av.Packet) -> bool:
+        """Pass a packet of a copied stream on if it falls in the range; False to stop."""
+        if packet.pts is not None:
+            seconds = float(packet.pts * packet.time_base)
+            # a subtitle already on screen at --start is kept (the writer trims it to the start)
+            shown = packet.stream.type == "subtitle" and packet.duration
+            until = seconds + float(packet.duration * packet.time_base) if shown else None
+            if self._in_range(seconds, until) != 0:
+                return True
+        return not packet.size or self._put(PacketItem(packet, packet.stream.index))
+
+    def _emit(self, frame: av.VideoFrame) -> bool:
+        """Queue a frame that falls in the range; False once the range or --max-frames is done."""
+        seconds = float(frame.pts * self.stream.time_base)
+        where = self._in_range(seconds)
+        if where < 0:
+            return True
+        if where > 0 or (self.max_frames is not None and self._emitted >= self.max_frames):
+            self.cut_at = seconds
+            return False
+        rotation = int(frame.rotation)
+        ok = self._put(VideoItem(packed_yuv420(self._to_yuv420(frame)), frame.pts, self.stream.time_base, rotation))
+        self._emitted += ok
+        return ok
+
+    def _to_yuv420(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """The frame in the stream's first size and in the 4:2:0 format the path carries."""
+        spec, (w, h) = self.info.color, (self.info.width, self.info.height)
+        if (frame.width, frame.height) != (w, h) and not self._resized:
+            self._resized = True
+            log.warning("the video changes size mid-stream (%dx%d -> %dx%d); such frames are scaled to %dx%d",
+                        w, h, frame.width, frame.height, w, h)
+        if frame.format.name == spec.pix_fmt and (frame.width, frame.height) == (w, h):
+            return frame
+        # an RGB source goes into the matrix `_color` tagged it with; YUV keeps its own
+        matrix = ("ITU709" if spec.matrix == "bt709" else "ITU601") if frame.format.is_rgb else None
+        return frame.reformat(width=w, height=h, format=spec.pix_fmt, dst_colorspace=matrix)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,40 @@ _STALE_TAGS = ("encoder", "duration", "major_brand", "minor_version", "compatibl
 # encoders whose 10-bit profile players decode widely (HEVC Main10, AV1, VP9 profile 2); H.264's
 # High 10 is not decoded by browsers or most hardware, so 10-bit sources go to H.264 as 8-bit
 TEN_BIT_PLAYABLE = {"libx265", "hevc_nvenc", "libsvtav1", "av1_nvenc", "libvpx-vp9"}
+# containers that store a presentation time apart from the decode time, so B-frames keep their
+# timing; AVI, ASF/WMV, FLV, MPEG-PS and raw elementary streams do not (frames come out late,
+# untimed or with dts going backwards)
+REORDERING_CONTAINERS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".ts", ".m2ts", ".mts", ".3gp", ".3g2"}
+# containers that hold only some video codecs: suffix -> the encoders they take
+LIMITED_CONTAINERS = {".webm": {"libsvtav1", "av1_nvenc", "libvpx-vp9"}}
+
+
+def _muxer_codecs(suffix: str) -> frozenset[str]:
+    """The codecs FFmpeg's muxer for `suffix` takes (PyAV refuses any other at add_stream)."""
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            with av.open(os.path.join(folder, f"probe{suffix}"), mode="w") as probe:
+                return frozenset(probe.supported_codecs)
+        except (av.error.FFmpegError, ValueError):
+            return frozenset()
+
+
+def container_suffix(src: Path, codec: str) -> str:
+    """The output container for `src`: its own where that holds `codec` with B-frames, else Matroska;
+    but never one that would drop a copied audio or subtitle track (WMA does not go into Matroska:
+    a .wmv then stays ASF, encoded without B-frames)."""
+    own = src.suffix.lower()
+    try:
+        with av.open(str(src)) as container:
+            copied = {s.codec_context.name for s in container.streams
+                      if s.type in ("audio", "subtitle") and s.codec_context is not None}
+    except (OSError, av.error.FFmpegError):  # not readable: the reader says so in its own words
+        copied = set()
+    reorders = own in REORDERING_CONTAINERS and codec in LIMITED_CONTAINERS.get(own, {codec})
+    for suffix in ([own] if reorders else []) + [".mkv"] + ([own] if own else []):
+        if copied <= _muxer_codecs(suffix):
+            return suffix
+    return ".mkv"
 
 
 @dataclass(frozen=True)
@@ -129,6 +164,13 @@ class VideoWriter:
                             f"extension (.mkv holds them all)") from None
         ctx = self.video.codec_context
         ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, self.pix_fmt
+        if path.suffix.lower() not in REORDERING_CONTAINERS:
+            log.info("%s cannot time B-frames: encoding without them", path.suffix)
+            ctx.max_b_frames = 0
+        if info.sample_aspect_ratio:  # x4 in both directions keeps the pixel shape
+            ctx.sample_aspect_ratio = info.sample_aspect_ratio
+        if info.timecode:  # MOV writes it as a tmcd track, Matroska as a tag
+            self.video.metadata["timecode"] = info.timecode
         ctx.time_base = info.time_base
         self.video.time_base = info.time_base
         ctx.colorspace, ctx.color_range = info.color.colorspace, info.color.color_range
@@ -149,14 +191,27 @@ class VideoWriter:
                 continue
             copied.metadata.update(_kept_tags(template.metadata))
             copied.disposition = template.disposition
+        for index in info.attachments:  # fonts that Matroska subtitles are drawn with
+            self._attach(source.streams[index], path.suffix)
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.frames_written = 0
         self.busy_seconds = 0.0
         self.error: BaseException | None = None
-        self._pending: list[PacketItem] = []  # copied packets held until the video stream is set up
+        # copied packets wait until the video has reached their time: the file is interleaved, and
+        # what lies past the last frame of a --max-frames run can still be dropped at the end
+        self._pending: list[PacketItem] = []
+        self._video_seconds: float | None = None   # time of the last frame written
+        self._cut_at: float | None = None
+        self._aborted = False
         self._started = False
         self._thread = threading.Thread(target=self._run, name="rtsr-writer", daemon=True)
         self._thread.start()
+
+    def _attach(self, stream: av.stream.AttachmentStream, suffix: str) -> None:
+        try:
+            self.container.add_attachment(stream.name, stream.mimetype, stream.data)
+        except (av.error.FFmpegError, ValueError) as exc:
+            log.warning("dropping attachment %s: %s cannot hold attachments (%s)", stream.name, suffix, exc)
 
     def put(self, item: object) -> None:
         """Queue an item; raise the writer's own error instead of blocking on a dead writer."""
@@ -169,8 +224,12 @@ class VideoWriter:
             except queue.Full:
                 continue
 
-    def finish(self) -> None:
-        """Flush the encoder, write the trailer and close; raise any error the thread had."""
+    def finish(self, cut_at: float | None = None) -> None:
+        """Flush the encoder, write the trailer and close; raise any error the thread had.
+
+        `cut_at`: where the reader stopped before the input's end (seconds); copied packets from there
+        on are dropped, so the audio ends with the video."""
+        self._cut_at = cut_at
         self.put(END)
         self._thread.join()
         if self.error is not None:
@@ -178,17 +237,16 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Stop without finishing the file (it is deleted by the caller)."""
+        self._aborted = True  # the thread skips what is queued and stops at END
         if self._thread.is_alive():
             while True:
                 try:
-                    self.queue.put_nowait(END)
+                    self.queue.put(END, timeout=0.1)
                     break
                 except queue.Full:
-                    try:
-                        self.queue.get_nowait()
-                    except queue.Empty:
-                        pass
-            self._thread.join(5)
+                    if not self._thread.is_alive():
+                        break
+            self._thread.join()
         try:
             self.container.close()
         except av.error.FFmpegError:
@@ -200,15 +258,21 @@ class VideoWriter:
                 item = self.queue.get()
                 if item is END:
                     break
+                if self._aborted:
+                    if isinstance(item, FrameBatch):
+                        item.release()
+                    continue
                 start = time.perf_counter()
                 if isinstance(item, FrameBatch):
                     self._write_frames(item)
                 else:
-                    self._write_packet(item)
+                    self._pending.append(item)
                 self.busy_seconds += time.perf_counter() - start
+            if self._aborted:
+                return
             for packet in self.video.encode(None):
                 self.container.mux(packet)
-            self._flush_pending()
+            self._flush_pending(self._cut_at)
             self.container.close()
         except BaseException as exc:  # raised in the main thread by put()/finish()
             self.error = exc
@@ -250,23 +314,32 @@ class VideoWriter:
                 self.frames_written += 1
         finally:
             batch.release()
-        self._flush_pending()
+        self._video_seconds = float((batch.pts[-1]) * batch.time_base)
+        self._flush_pending(self._video_seconds)
 
-    def _write_packet(self, item: PacketItem) -> None:
-        if item.stream_index not in self.copied:
-            return
-        self._pending.append(item)
-        if self._started:
-            self._flush_pending()
-
-    def _flush_pending(self) -> None:
+    def _flush_pending(self, until: float | None) -> None:
+        """Mux the copied packets that start before `until` (seconds; None: all of them)."""
+        keep = []
         for item in self._pending:
             packet = item.packet
-            shift = self._ticks(packet.time_base)
-            if packet.pts is not None:
-                packet.pts -= shift
-            if packet.dts is not None:
-                packet.dts -= shift
-            packet.stream = self.copied[item.stream_index]
-            self.container.mux(packet)
-        self._pending.clear()
+            if item.stream_index not in self.copied:
+                continue
+            if until is not None and packet.pts is not None and packet.pts * packet.time_base >= until:
+                keep.append(item)
+                continue
+            self._mux_copied(packet, self.copied[item.stream_index])
+        self._pending = keep
+
+    def _mux_copied(self, packet: av.Packet, stream: av.stream.Stream) -> None:
+        shift = self._ticks(packet.time_base)
+        if stream.type == "subtitle" and packet.pts is not None and packet.pts < shift:
+            # a subtitle already showing at --start: shown from the start for what is left of it
+            packet.duration -= shift - packet.pts
+            packet.pts = shift
+            packet.dts = shift if packet.dts is not None else None
+        if packet.pts is not None:
+            packet.pts -= shift
+        if packet.dts is not None:
+            packet.dts -= shift
+        packet.stream = stream
+        self.container.mux(packet)
