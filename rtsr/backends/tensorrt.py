@@ -14,6 +14,8 @@ import logging
 import re
 import signal
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from rtsr.settings import parse_size
 log = logging.getLogger(__name__)
 MIN_SIDE = 16          # smallest tile side the Upscaler produces for typical frames
 OPT_HW = (270, 480)    # input size TensorRT tunes kernels for (-> 1080p at x4)
+MAX_CONTEXTS = 2       # execution contexts kept per engine (each holds activation memory for the profile max)
 
 
 def unavailable_reason(device: torch.device) -> str | None:
@@ -61,6 +64,10 @@ class ShapeProfile:
 
     def covers(self, batch: int, height: int, width: int) -> bool:
         return all(lo <= v <= hi for lo, v, hi in zip(self.min, (batch, height, width), self.max))
+
+    def contains(self, other: "ShapeProfile") -> bool:
+        """Every input `other` admits is one this profile admits: both corners, batch included."""
+        return self.covers(*other.min) and self.covers(*other.max)
 
     def tag(self) -> str:
         return "_".join("x".join(map(str, s)) for s in (self.min, self.opt, self.max))
@@ -99,9 +106,17 @@ def engine_key(model_digest: str, gpu_name: str, capability: tuple[int, int], tr
     return f"{model_digest}_{gpu}_sm{capability[0]}{capability[1]}_trt{trt_version}_{precision}_{profile.tag()}.plan"
 
 
-def select_cached(plans: list[Path], prefix: str, batch: int, height: int, width: int) -> Path | None:
+def select_cached(plans: list[Path], prefix: str, *need: "int | ShapeProfile") -> Path | None:
     """Among cached plans whose key starts with `prefix` (model, GPU, TRT, precision), the one
-    with the smallest max shape that still covers (batch, height, width)."""
+    with the smallest max shape whose profile contains what is needed: a whole ShapeProfile (its
+    min and max corners, batch included) or one (batch, height, width) input."""
+    if len(need) == 1 and isinstance(need[0], ShapeProfile):
+        wanted = need[0]
+    else:
+        point = tuple(int(v) for v in need)
+        if len(point) != 3:
+            raise TypeError("select_cached needs a ShapeProfile or batch, height, width")
+        wanted = ShapeProfile(point, point, point)  # type: ignore[arg-type]
     best: tuple[int, Path] | None = None
     for plan in plans:
         if not plan.name.startswith(prefix):
@@ -112,7 +127,7 @@ def select_cached(plans: list[Path], prefix: str, batch: int, height: int, width
             profile = ShapeProfile(lo, opt, hi)  # type: ignore[arg-type]
         except (ValueError, RtsrError):
             continue
-        if profile.covers(batch, height, width):
+        if profile.contains(wanted):
             volume = hi[0] * hi[1] * hi[2]
             if best is None or volume < best[0]:
                 best = (volume, plan)
@@ -210,8 +225,8 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
     plan_path = cache_dir / key
     prefix = key[: -len(f"{profile.tag()}.plan")]
     cached = plan_path if plan_path.is_file() else select_cached(
-        sorted(cache_dir.glob(f"{prefix}*.plan")), prefix, *profile.max)
-    if cached is not None:  # a plan for this model/GPU/TensorRT whose profile covers ours
+        sorted(cache_dir.glob(f"{prefix}*.plan")), prefix, profile)
+    if cached is not None:  # a plan for this model/GPU/TensorRT whose profile contains ours, min to max
         log.info("engine cache hit: %s", cached.name)
         return cached
     log.info("building TensorRT engine %s by the %s route (this takes minutes)", key, route)
@@ -265,33 +280,108 @@ def _onnx_plan(trt, generator: Generator, profile: ShapeProfile, workspace_mib: 
     return bytes(plan)
 
 
+class ContextCache:
+    """TensorRT execution contexts keyed by CUDA stream handle, at most `limit` of them.
+
+    A context is reused whenever its stream is used again; a new stream (every video makes its
+    own) takes the least recently used context's place once the work last enqueued with that
+    context has finished (`fence.synchronize()`), so a multi-file run holds `limit` contexts,
+    not one per video. `create` makes a context; `fence` is anything with synchronize() (a
+    torch.cuda.Event recorded after the context's last enqueue).
+    """
+
+    def __init__(self, create: Callable[[], object], limit: int = MAX_CONTEXTS) -> None:
+        if limit < 1:
+            raise ValueError("a context cache holds at least one context")
+        self._create, self.limit = create, limit
+        self._entries: OrderedDict[int, list] = OrderedDict()  # handle -> [context, fence of its last run]
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, handle: int):
+        with self._lock:
+            entry = self._entries.get(handle)
+            if entry is None:
+                while len(self._entries) >= self.limit:
+                    self._drop(self._entries.popitem(last=False)[1])
+                context = self._create()
+                if context is None:
+                    raise RtsrError("TensorRT could not create an execution context (out of GPU memory?)")
+                entry = self._entries[handle] = [context, None]
+            self._entries.move_to_end(handle)
+            return entry[0]
+
+    def ran(self, handle: int, fence: object) -> None:
+        """Record the fence of the work just enqueued with `handle`'s context."""
+        with self._lock:
+            entry = self._entries.get(handle)
+            if entry is not None:
+                entry[1] = fence
+
+    def clear(self) -> None:
+        """Free every context once its last enqueued work has finished."""
+        with self._lock:
+            while self._entries:
+                self._drop(self._entries.popitem(last=False)[1])
+
+    @staticmethod
+    def _drop(entry: list) -> None:
+        if entry[1] is not None:
+            entry[1].synchronize()  # a context must outlive the work enqueued with it
+        entry.clear()
+
+
 class TensorRTBackend:
-    """Runs a cached FP16 plan with execute_async_v3 on torch CUDA tensors: no host round trip."""
+    """Runs a cached FP16 plan with execute_async_v3 on torch CUDA tensors: no host round trip.
+
+    The input shapes it accepts are the loaded plan's profile (read from the plan, not the one
+    asked for: a cached plan may be larger). Not thread-safe: one caller thread per backend.
+    """
 
     name = "tensorrt"
 
     def __init__(self, generator: Generator, device: torch.device, profile: ShapeProfile,
                  route: str = "onnx") -> None:
         trt = _trt()
-        self.device, self.scale, self.dtype = device, generator.scale, torch.float16
-        self.profile = profile
-        self.plan_path = plan = build_engine(generator, device, self.profile, route=route)
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
-        if self.engine is None:
+        plan = build_engine(generator, device, profile, route=route)
+        # deserialize on the device asked for: TensorRT loads the plan onto the current device
+        with torch.cuda.device(device):
+            self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
+        if engine is None:
             raise RtsrError(f"TensorRT could not load {plan.name}; delete it to rebuild")
+        self._attach(trt, engine, device, generator.scale, plan)
+
+    def _attach(self, trt, engine, device: torch.device, scale: int, plan_path: Path) -> None:
+        """Everything read from a loaded plan: its input/output tensor names and its profile."""
+        self.device, self.scale, self.dtype = device, scale, torch.float16
+        self.plan_path, self.engine = plan_path, engine
         # names differ between the build routes (ONNX names vs torch-tensorrt's); read them from the plan
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
-        self._input = next(n for n in names if is_input[n])
-        self._output = next(n for n in names if not is_input[n])
-        self._contexts: dict[int, object] = {}  # one execution context per CUDA stream
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise RtsrError(f"{plan_path.name} has inputs {inputs} and outputs {outputs}; rtsr needs one of each")
+        self._input, self._output = inputs[0], outputs[0]
+        lo, opt, hi = (tuple(d) for d in self.engine.get_tensor_profile_shape(self._input, 0))
+        self.profile = ShapeProfile(*((s[0], s[2], s[3]) for s in (lo, opt, hi)))  # NCHW -> (N, H, W)
+        self._contexts = ContextCache(self.engine.create_execution_context)
 
-    def _context(self, stream: torch.cuda.Stream):
-        ctx = self._contexts.get(stream.cuda_stream)
-        if ctx is None:
-            ctx = self._contexts[stream.cuda_stream] = self.engine.create_execution_context()
-        return ctx
+    def _enqueue(self, ctx, x: torch.Tensor, y: torch.Tensor, stream_handle: int) -> None:
+        """Bind x as the plan's input and y as its output on `ctx` and enqueue on `stream_handle`."""
+        shape = tuple(x.shape)
+        if not ctx.set_input_shape(self._input, shape):
+            raise RtsrError(f"TensorRT refused input shape {shape} for tensor {self._input!r}: outside the "
+                            f"profile of {self.plan_path.name} ({self.profile})")
+        out_shape = tuple(ctx.get_tensor_shape(self._output))
+        if out_shape != tuple(y.shape):
+            raise RtsrError(f"TensorRT gives output {out_shape} for input {shape}, expected {tuple(y.shape)}")
+        ctx.set_tensor_address(self._input, x.data_ptr())
+        ctx.set_tensor_address(self._output, y.data_ptr())
+        if not ctx.execute_async_v3(stream_handle):
+            raise RtsrError("TensorRT execution failed")
 
     def run(self, x: torch.Tensor, stream: "torch.cuda.Stream | None" = None) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -299,15 +389,18 @@ class TensorRTBackend:
             # the Upscaler tiles frames to its tile size; a caller that did not is told how
             raise RtsrError(f"input {n}x{h}x{w} is outside the engine profile {self.profile}; "
                             f"lower --tile or --batch, or rebuild with a larger --max")
-        stream = stream or torch.cuda.current_stream(self.device)
-        with torch.cuda.stream(stream):  # allocate on the stream TensorRT runs on (allocator order)
-            x = x.to(device=self.device, dtype=torch.float16).contiguous()
-            y = torch.empty((n, 3, h * self.scale, w * self.scale), device=self.device, dtype=torch.float16)
-            ctx = self._context(stream)
-            ctx.set_input_shape(self._input, tuple(x.shape))
-            ctx.set_tensor_address(self._input, x.data_ptr())
-            ctx.set_tensor_address(self._output, y.data_ptr())
-            if not ctx.execute_async_v3(stream.cuda_stream):
-                raise RtsrError("TensorRT execution failed")
+        with torch.cuda.device(self.device):
+            stream = stream or torch.cuda.current_stream(self.device)
+            with torch.cuda.stream(stream):  # allocate on the stream TensorRT runs on (allocator order)
+                x = x.to(device=self.device, dtype=torch.float16).contiguous()
+                y = torch.empty((n, 3, h * self.scale, w * self.scale), device=self.device, dtype=torch.float16)
+                ctx = self._contexts.get(stream.cuda_stream)
+                self._enqueue(ctx, x, y, stream.cuda_stream)
+                done = torch.cuda.Event()
+                done.record(stream)
+                self._contexts.ran(stream.cuda_stream, done)
         return y
 
+    def close(self) -> None:
+        """Free the execution contexts (after their work has finished); run() makes new ones."""
+        self._contexts.clear()
