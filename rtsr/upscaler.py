@@ -36,6 +36,11 @@ class Upscaler:
     same dtype, written tile by tile into the result; torch tensors
     (3 x H x W or N x 3 x H x W, float in [0, 1]) come back as tensors of the same dtype on the
     same device, without a host round trip when they already are on the upscaler's device.
+
+    Not thread-safe: an Upscaler's backend reuses state between calls (the torch backend's CUDA
+    graphs replay into shared static input/output buffers; TensorRT's execution contexts hold the
+    shapes and addresses of the call in flight). Call one Upscaler from one thread at a time, or
+    give each thread (and each GPU) its own Upscaler.
     """
 
     def __init__(self, model: str | Path | None = None, backend: str = "auto",

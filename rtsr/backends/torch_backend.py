@@ -19,7 +19,10 @@ MAX_GRAPHS = 8  # shapes kept captured; a video uses a handful (whole frames and
 
 class TorchBackend:
     """Runs the generator with BatchNorm folded, channels_last, in inference mode; fp16 and
-    CUDA graphs on CUDA."""
+    CUDA graphs on CUDA.
+
+    Not thread-safe on CUDA: each captured graph replays into one static input and output buffer
+    shared by every caller, so two threads running the same shape at once overwrite each other."""
 
     name = "torch"
 
