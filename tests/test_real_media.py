@@ -79,3 +79,15 @@ def test_real_file_keeps_every_frame_time_aspect_and_audio(name: str, tmp_path: 
     assert len(audio_packets(dst)) == len(audio_packets(src))
     if audio_packets(src):
         assert audio_packets(dst)[0] == pytest.approx(audio_packets(src)[0], abs=0.0015)
+
+
+def test_sparse_avi_is_not_called_truncated(tmp_path: Path, tiny_weights: Path) -> None:
+    """The AVI header counts 45 frame slots where the file codes 7 frames (the rest repeat): the
+    frames reach the end the container gives, so the summary must not warn that it ends early."""
+    import sys
+
+    src = realmedia.require_cut("cinepak_sparse_avi")
+    proc = subprocess.run([sys.executable, "-m", "rtsr", "upscale", str(src), "--model", str(tiny_weights),
+                           "-o", str(tmp_path / "out.mkv")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "7 frames" in proc.stdout and "ends early" not in proc.stdout, proc.stdout

@@ -43,6 +43,7 @@ class VideoStats:
     seconds: float = 0.0
     skipped_packets: int = 0
     repaired_frames: int = 0     # kept, but retimed: their own timestamps went backwards
+    frames_end: float | None = None  # where the last frame ends (seconds, the input's clock)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -186,6 +187,7 @@ def upscale_video(src: Path, dst: Path, upscaler: Upscaler, job: VideoJob = Vide
         reader.stop()
     stats.seconds = time.perf_counter() - start
     stats.skipped_packets, stats.repaired_frames = reader.skipped_packets, reader.repaired_frames
+    stats.frames_end = reader.frames_end
     stats.stage_seconds = {**stage.seconds, "encode+mux": writer.busy_seconds}
     return stats
 

@@ -58,6 +58,7 @@ class VideoInfo:
     timecode: str | None = None                 # a MOV/MXF start timecode, written back as a tag
     origin: float = 0.0        # the file's first timestamp in seconds: --start/--end count from it
     attachments: tuple[int, ...] = ()           # attachment streams (fonts of Matroska subtitles)
+    end: float | None = None   # where the container says the video ends (seconds), if it says
     container_frames: int | None = None  # the stream's frame count as the container records it (mp4):
                                          # fewer decoded means the input ends early
 
@@ -168,6 +169,7 @@ class VideoReader:
             timecode=_timecode(self.container, self.stream),
             origin=origin,
             attachments=tuple(s.index for s in self.container.streams if s.type == "attachment"),
+            end=self._declared_end(),
             container_frames=self.stream.frames or None,
         )
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -175,11 +177,18 @@ class VideoReader:
         self.clock = self._new_clock()
         self.deinterlace = Deinterlacer()
         self.cut_at: float | None = None  # where the reader stopped before the input's end (seconds)
+        self.frames_end: float | None = None  # where the last frame queued ends (seconds)
         self._emitted = 0
         self._resized = False
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtsr-reader", daemon=True)
+
+    def _declared_end(self) -> float | None:
+        s = self.stream
+        if not s.duration:
+            return None
+        return float(((s.start_time or 0) + s.duration) * s.time_base)
 
     def _new_clock(self) -> FrameClock:
         return FrameClock(self.stream.time_base, self.info.average_rate,
@@ -328,6 +337,7 @@ class VideoReader:
         rotation = int(frame.rotation)
         ok = self._put(VideoItem(packed_yuv420(self._to_yuv420(frame)), frame.pts, self.stream.time_base, rotation))
         self._emitted += ok
+        self.frames_end = seconds + float((frame.duration or self.clock.step) * self.stream.time_base)
         return ok
 
     def _to_yuv420(self, frame: av.VideoFrame) -> av.VideoFrame:
