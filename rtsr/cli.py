@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -366,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="rtsr: %(message)s", stream=sys.stderr)
+    # SVT-AV1 prints a ~20-line banner per file unless told less; only the program, never the
+    # library, may change the process environment
+    os.environ.setdefault("SVT_LOG", "1")
     main_thread = threading.current_thread() is threading.main_thread()  # signals go to the main thread only
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:

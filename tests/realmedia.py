@@ -22,7 +22,6 @@ Script mode fetches everything and prints ffprobe facts for every file and cut::
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os

@@ -66,7 +66,10 @@ class TorchBackend:
                 self.model(static_in)
         torch.cuda.current_stream(self.device).wait_stream(warmup)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: a capture can start mid-run (a new shape, the last partial batch) while the
+        # reader and writer threads use CUDA (event waits); "global" mode would fail the capture on
+        # their calls (pytorch#104487)
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             static_out = self.model(static_in).clamp_(0, 1)
         self._graphs[key] = (graph, static_in, static_out)
         if len(self._graphs) > MAX_GRAPHS:

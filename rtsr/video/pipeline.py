@@ -82,6 +82,24 @@ class DeviceStage:
             self.compute_stream = torch.cuda.Stream(self.device)
             self.download_stream = torch.cuda.Stream(self.device)
         self.seconds = {"upload": 0.0, "model": 0.0, "colour": 0.0, "download": 0.0}
+        # on CUDA the host clock sees only the enqueue: each stage is timed by events on its stream,
+        # (stage, start, end), read once at the end (stage_seconds)
+        self._events: list[tuple[str, torch.cuda.Event, torch.cuda.Event]] = []
+
+    def _mark(self, stream: "torch.cuda.Stream") -> "torch.cuda.Event":
+        event = torch.cuda.Event(enable_timing=True)
+        event.record(stream)
+        return event
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds spent in each stage: the device's own time on CUDA, host time on the CPU."""
+        if not self._events:
+            return dict(self.seconds)
+        self._events[-1][2].synchronize()
+        seconds = dict.fromkeys(self.seconds, 0.0)
+        for stage, start, end in self._events:
+            seconds[stage] += start.elapsed_time(end) / 1000
+        return seconds
 
     def _planes(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h, w = self.info.padded_hw
@@ -90,15 +108,22 @@ class DeviceStage:
         return y.view(n, h, w), u.view(n, h // 2, w // 2), v.view(n, h // 2, w // 2)
 
     def _convert_and_upscale(self, packed: torch.Tensor) -> torch.Tensor:
+        marks = [self._mark(self.compute_stream)] if self.cuda else []
         t0 = time.perf_counter()
         rgb = yuv420_to_rgb(*self._planes(packed), self.info.color)
         t1 = time.perf_counter()
+        marks += [self._mark(self.compute_stream)] if self.cuda else []
         sr = self.upscaler.upscale_tensor(rgb, self.compute_stream if self.cuda else None)
         sr = sr[..., : self.out_hw[0], : self.out_hw[1]]
         t2 = time.perf_counter()
+        marks += [self._mark(self.compute_stream)] if self.cuda else []
         out = torch.cat([p.flatten(1) for p in rgb_to_yuv420(sr, self.info.color)], 1)
         self.seconds["colour"] += (t1 - t0) + (time.perf_counter() - t2)
         self.seconds["model"] += t2 - t1
+        if self.cuda:
+            marks.append(self._mark(self.compute_stream))
+            self._events += [("colour", marks[0], marks[1]), ("model", marks[1], marks[2]),
+                             ("colour", marks[2], marks[3])]
         return out
 
     @torch.inference_mode()
@@ -119,9 +144,10 @@ class DeviceStage:
             self.seconds["download"] += time.perf_counter() - t1
             return batch
         with torch.cuda.stream(self.upload_stream):
+            upload_start = self._mark(self.upload_stream)
             dev_in = host_in.to(self.device, non_blocking=True)
-            uploaded = torch.cuda.Event()
-            uploaded.record()
+            uploaded = self._mark(self.upload_stream)
+        self._events.append(("upload", upload_start, uploaded))
         self.seconds["upload"] += time.perf_counter() - t0
         self.compute_stream.wait_event(uploaded)
         dev_in.record_stream(self.compute_stream)
@@ -132,9 +158,10 @@ class DeviceStage:
         self.download_stream.wait_event(computed)
         out.record_stream(self.download_stream)
         with torch.cuda.stream(self.download_stream):
+            download_start = self._mark(self.download_stream)
             batch.packed.copy_(out, non_blocking=True)
-            batch.ready = torch.cuda.Event()
-            batch.ready.record()
+            batch.ready = self._mark(self.download_stream)
+        self._events.append(("download", download_start, batch.ready))
         return batch
 
 
@@ -188,7 +215,7 @@ def upscale_video(src: Path, dst: Path, upscaler: Upscaler, job: VideoJob = Vide
     stats.seconds = time.perf_counter() - start
     stats.skipped_packets, stats.repaired_frames = reader.skipped_packets, reader.repaired_frames
     stats.frames_end = reader.frames_end
-    stats.stage_seconds = {**stage.seconds, "encode+mux": writer.busy_seconds}
+    stats.stage_seconds = {**stage.stage_seconds(), "encode+mux": writer.busy_seconds - writer.wait_seconds}
     return stats
 
 

@@ -145,8 +145,6 @@ class VideoWriter:
                  options: EncodeOptions, queue_size: int, offset_seconds: float = 0.0,
                  end_seconds: float | None = None) -> None:
         check_encoder(options.codec)
-        if options.codec == "libsvtav1":  # SVT-AV1 logs its banner at info level unless SVT_LOG says less
-            os.environ.setdefault("SVT_LOG", "1")
         self.width, self.height = info.width * scale, info.height * scale
         self.color: ColorSpec = info.color
         self.offset = Fraction(offset_seconds).limit_denominator(10**6)
@@ -196,6 +194,7 @@ class VideoWriter:
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.frames_written = 0
         self.busy_seconds = 0.0
+        self.wait_seconds = 0.0   # of busy_seconds, waiting for the device to finish a batch
         self.error: BaseException | None = None
         # copied packets wait until the video has reached their time: the file is interleaved, and
         # what lies past the last frame of a --max-frames run can still be dropped at the end
@@ -295,8 +294,10 @@ class VideoWriter:
             if batch.rotation:
                 self.video.set_display_rotation(batch.rotation)
             self._started = True
-        if batch.ready is not None:
+        if batch.ready is not None:  # the device's download: its time is the device stage's, not ours
+            waited = time.perf_counter()
             batch.ready.synchronize()
+            self.wait_seconds += time.perf_counter() - waited
         packed: np.ndarray = batch.packed.numpy()
         if packed.dtype == np.int16:
             packed = packed.view(np.uint16)  # 10-bit code values, as yuv420p10le stores them
