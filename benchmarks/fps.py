@@ -4,6 +4,11 @@ use (OpenCV resize, a naive decode->model->encode loop), all in one run.
 
     python benchmarks/fps.py --quick            # under two minutes on a 2-core CPU
     python benchmarks/fps.py --json out.json --plot fps.png
+    python benchmarks/fps.py --model-only --sizes 320x180 --batches 1 --precisions fp32 bf16
+
+Every model row says its precision (fp32, bf16: CPU autocast, fp16: CUDA); the precisions of one
+model, size and batch are timed round-robin, call by call, so a shared machine's load falls on
+them alike and their ratio holds.
 
 Prints a table and writes a JSON record (device, versions, git revision) under
 benchmarks/results/ unless --json says where.
@@ -30,8 +35,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rtsr import Upscaler  # noqa: E402
-from rtsr.backends import BACKENDS, unavailable_reason  # noqa: E402
+from rtsr import Upscaler, devices  # noqa: E402
+from rtsr.backends import BACKENDS, precision_reason, unavailable_reason  # noqa: E402
+from rtsr.devices import PRECISIONS  # noqa: E402
 from rtsr.info import package_version  # noqa: E402
 from rtsr.models.weights import load_weights, resolve_model, shipped_models  # noqa: E402
 from rtsr.video.pipeline import VideoJob, upscale_video  # noqa: E402
@@ -55,6 +61,7 @@ class Row:
     spread_pct: float | None = None  # (p95 - p50) / p50
     peak_mem_mib: float | None = None
     note: str = ""
+    precision: str = ""  # what the network computed in: fp32, bf16, fp16 ("" for the OpenCV baselines)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -72,24 +79,36 @@ def frames_of(size: tuple[int, int], count: int) -> list[np.ndarray]:
     return pan_frames(photo, size, count)
 
 
-def timed_calls(fn, repeats: int, warmup: int, cuda: bool) -> list[float]:
-    """Seconds per call; CUDA calls are timed with events, not host clocks."""
-    for _ in range(warmup):
+def time_call(fn, cuda: bool) -> float:
+    """Seconds one call takes; CUDA calls are timed with events, not host clocks."""
+    if cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         fn()
-    times = []
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def timed_round_robin(fns: list, repeats: int, warmup: int, cuda: bool) -> list[list[float]]:
+    """Seconds per call of each of `fns`, called in turn, so that load which comes and goes on a
+    shared machine falls on all of them alike."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1000)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
+        for fn, own in zip(fns, times):
+            own.append(time_call(fn, cuda))
     return times
+
+
+def timed_calls(fn, repeats: int, warmup: int, cuda: bool) -> list[float]:
+    """Seconds per call of `fn`."""
+    return timed_round_robin([fn], repeats, warmup, cuda)[0]
 
 
 def row_from_times(kind: str, name: str, model: str, size: str, batch: int, times: list[float],
@@ -101,16 +120,30 @@ def row_from_times(kind: str, name: str, model: str, size: str, batch: int, time
 
 
 def bench_model(model: str, backend: str, device: torch.device, size: tuple[int, int], batch: int,
-                repeats: int, warmup: int) -> Row:
-    up = Upscaler(model, backend=backend, device=device, tile=max(size) + 1, batch=batch)
-    x = torch.rand(batch, 3, size[1], size[0], device=device, dtype=up.backend.dtype)
+                precisions: list[str], repeats: int, warmup: int) -> list[Row]:
+    """One row per precision, timed round-robin (peak memory, on CUDA, is over all of them)."""
+    ups = [Upscaler(model, backend=backend, device=device, tile=max(size) + 1, batch=batch, precision=p)
+           for p in precisions]
+    xs = [torch.rand(batch, 3, size[1], size[0], device=device, dtype=up.backend.dtype) for up in ups]
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    times = timed_calls(lambda: up.upscale_tensor(x), repeats, warmup, cuda)
+    times = timed_round_robin([lambda up=up, x=x: up.upscale_tensor(x) for up, x in zip(ups, xs)], repeats, warmup, cuda)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
-    label = f"{backend}-{device.type}-{str(up.backend.dtype).removeprefix('torch.')}"
-    return row_from_times("model", label, model, f"{size[0]}x{size[1]}", batch, times, peak)
+    rows = []
+    for up, own in zip(ups, times):
+        row = row_from_times("model", f"{backend}-{device.type}-{up.precision}", model, f"{size[0]}x{size[1]}",
+                             batch, own, peak)
+        row.precision = up.precision
+        rows.append(row)
+    return rows
+
+
+def default_precisions(device: torch.device) -> list[str]:
+    """fp32 and what auto runs: fp16 on CUDA, bf16 on a CPU with native bf16."""
+    if device.type == "cuda":
+        return ["fp16", "fp32"]
+    return ["fp32", "bf16"] if devices.native_bf16()[0] else ["fp32"]
 
 
 def bench_resize(size: tuple[int, int], scale: int, repeats: int) -> list[Row]:
@@ -162,11 +195,11 @@ def bench_end_to_end(model: str, backend: str, device: torch.device, size: tuple
     stats = upscale_video(clip, folder / "rtsr_out.mp4", up, VideoJob())
     (folder / "rtsr_out.mp4").unlink()
     rows = [Row("end-to-end", f"rtsr-{backend}-{device.type}", model, label, up.batch, stats.fps,
-                1000 / stats.fps, note=f"{stats.frames} frames")]
+                1000 / stats.fps, note=f"{stats.frames} frames", precision=up.precision)]
     if naive:
         frames, seconds = naive_loop(clip, model, folder / "naive_out.mp4")
         rows.append(Row("end-to-end", "naive-loop-cpu-fp32", model, label, 1, frames / seconds,
-                        1000 * seconds / frames, note=f"{frames} frames"))
+                        1000 * seconds / frames, note=f"{frames} frames", precision="fp32"))
     stages = {k: round(1000 * v / stats.frames, 2) for k, v in stats.stage_seconds.items()}
     return rows, stages
 
@@ -180,7 +213,8 @@ def environment() -> dict[str, str]:
     env = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "git": rev,
            "python": platform.python_version(), "torch": str(torch.__version__), "av": package_version("av"),
            "opencv": cv2.__version__, "tensorrt": package_version("tensorrt"), "cpu": platform.processor() or platform.machine(),
-           "threads": str(torch.get_num_threads()), "device": "cpu"}
+           "threads": str(torch.get_num_threads()), "device": "cpu",
+           "cpu_bf16": ("native: " if devices.native_bf16()[0] else "not native: ") + devices.native_bf16()[1]}
     if torch.cuda.is_available():
         env["device"] = torch.cuda.get_device_name(0)
         env["cuda"] = str(torch.version.cuda)
@@ -204,6 +238,16 @@ def print_table(rows: list[Row]) -> None:
               f"{fmt(r.p50_ms):>8} {fmt(r.p95_ms):>8} {spread:>7} {peak:>8}")
 
 
+def print_precision_ratios(rows: list[Row]) -> None:
+    """Model-only fps of each precision over fp32's, per backend, model, size and batch."""
+    fp32 = {(r.name.rsplit("-", 1)[0], r.model, r.size, r.batch): r.fps for r in rows
+            if r.kind == "model" and r.precision == "fp32" and r.fps > 0}
+    for r in rows:
+        base = fp32.get((r.name.rsplit("-", 1)[0], r.model, r.size, r.batch))
+        if r.kind == "model" and r.precision not in ("", "fp32") and base:
+            print(f"{r.model} {r.size} batch {r.batch}: {r.name} / fp32 model-only fps = {r.fps / base:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (CPU: < 2 min)")
@@ -211,6 +255,11 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="*", help="input sizes WxH")
     parser.add_argument("--batches", nargs="*", type=int, help="batch sizes (default 1 2 4 8)")
     parser.add_argument("--frames", type=int, help="frames in the end-to-end clip")
+    parser.add_argument("--precisions", nargs="*", choices=[p for p in PRECISIONS if p != "auto"],
+                        help="model rows' precisions (default: fp32 and what auto runs here: bf16 on a CPU "
+                             "with native bf16, fp16 on CUDA)")
+    parser.add_argument("--model-only", action="store_true", help="model rows only: no baselines, no end to end")
+    parser.add_argument("--repeats", type=int, help="timed calls per row (default 20; --quick: 5)")
     parser.add_argument("--json", type=Path, help="where to write the record")
     parser.add_argument("--plot", type=Path, help="draw fps against input size (needs matplotlib)")
     args = parser.parse_args()
@@ -220,6 +269,8 @@ def main() -> None:
     sizes = [parse_size(s) for s in (args.sizes or (["160x90"] if args.quick else DEFAULT_SIZES))]
     batches = args.batches or ([1, 2] if args.quick else [1, 2, 4, 8])
     repeats, warmup = (5, 1) if args.quick else (20, 3)
+    repeats = args.repeats or repeats
+    precisions = args.precisions or default_precisions(device)
     if device.type == "cpu" and not args.quick and not args.sizes:
         sizes = sizes[:2]  # the big sizes take minutes per call on a CPU
     backends = [b for b in BACKENDS if unavailable_reason(b, device) is None]
@@ -231,19 +282,20 @@ def main() -> None:
     for model in models:
         for size in sizes:
             for backend in backends:
+                runs = [p for p in precisions if precision_reason(backend, p) is None]
                 for batch in batches:
                     try:
-                        rows.append(bench_model(model, backend, device, size, batch, repeats, warmup))
+                        rows.extend(bench_model(model, backend, device, size, batch, runs, repeats, warmup))
                     except torch.cuda.OutOfMemoryError:
                         rows.append(Row("model", backend, model, f"{size[0]}x{size[1]}", batch, 0, 0,
                                         note="out of memory"))
                         torch.cuda.empty_cache()
     scale = load_weights(resolve_model(models[0]))[0].scale
-    for size in sizes:
+    for size in sizes if not args.model_only else ():
         rows.extend(bench_resize(size, scale, repeats))
     with tempfile.TemporaryDirectory() as tmp:
         count = args.frames or (12 if args.quick else 48)
-        for model in models:
+        for model in models if not args.model_only else ():
             for backend in backends:
                 e2e, split = bench_end_to_end(model, backend, device, sizes[0], count, Path(tmp),
                                               naive=backend == backends[-1])
@@ -254,18 +306,21 @@ def main() -> None:
     for b, why in skipped.items():
         print(f"backend {b} not measured: {why}")
     print_table(rows)
+    print_precision_ratios(rows)
     print("\nend-to-end time per frame by stage (ms; on CUDA the device stages are submit times):")
     for key, split in stages.items():
         print(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in split.items()))
     for model in models:
         label = f"{sizes[0][0]}x{sizes[0][1]}"
-        e2e = {r.name: r.fps for r in rows if r.kind == "end-to-end" and r.model == model and r.size == label}
-        only = [r.fps for r in rows if r.kind == "model" and r.model == model and r.size == label
-                and r.batch == (1 if device.type == "cpu" else max(batches))]
+        e2e = {r.name: r for r in rows if r.kind == "end-to-end" and r.model == model and r.size == label}
         ours = e2e.get(f"rtsr-{backends[-1]}-{device.type}")
+        # model-only at the precision the end-to-end run used (what auto picked)
+        only = [r.fps for r in rows if r.kind == "model" and r.model == model and r.size == label and ours
+                and r.name == f"{backends[-1]}-{device.type}-{ours.precision}"
+                and r.batch == (1 if device.type == "cpu" else max(batches))]
         if ours and only:
-            print(f"{model} {label}: end-to-end / model-only = {ours / only[0]:.2f}; "
-                  f"end-to-end / naive loop = {ours / e2e['naive-loop-cpu-fp32']:.2f}")
+            print(f"{model} {label} ({ours.precision}): end-to-end / model-only = {ours.fps / only[0]:.2f}; "
+                  f"end-to-end / naive loop = {ours.fps / e2e['naive-loop-cpu-fp32'].fps:.2f}")
 
     out = args.json or ROOT / "benchmarks" / "results" / (
         f"{env['device'].replace(' ', '-')}-{env['date'][:10]}{'-quick' if args.quick else ''}.json")

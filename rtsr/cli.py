@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from rtsr.backends import ALIASES, BACKENDS
+from rtsr.devices import PRECISIONS
 from rtsr.errors import RtsrError
 
 log = logging.getLogger("rtsr")
@@ -27,6 +28,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="auto: TensorRT where it can run, else PyTorch (trt = tensorrt)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU if there is one)")
     p.add_argument("--tile", type=int, default=None, help="largest input tile side in pixels")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto: fp16 on CUDA; on the CPU bf16 where it is native, else fp32 (rtsr info says which)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +105,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         nonlocal upscaler
         if upscaler is None:
             try:
-                upscaler = Upscaler(args.model, backend=args.backend, device=args.device, tile=args.tile)
+                upscaler = Upscaler(args.model, backend=args.backend, device=args.device, tile=args.tile,
+                                    precision=args.precision)
             except RtsrError as exc:
                 raise _ModelError(str(exc)) from None
         return upscaler
@@ -341,7 +345,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     check_display(opts)
     cap = open_capture(opts.source, opts.capture_size, opts.fps)
     try:
-        upscaler = Upscaler(args.model, backend=args.backend, device=args.device, tile=args.tile)
+        upscaler = Upscaler(args.model, backend=args.backend, device=args.device, tile=args.tile,
+                            precision=args.precision)
     except BaseException:
         cap.release()
         raise

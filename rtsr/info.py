@@ -6,6 +6,7 @@ from importlib import metadata
 
 import torch
 
+from rtsr import devices
 from rtsr.backends import BACKENDS, unavailable_reason
 from rtsr.backends.torch_tensorrt_route import torch_tensorrt_unavailable_reason
 from rtsr.devices import cuda_unavailable_reason, resolve_device
@@ -33,6 +34,7 @@ def collect_info() -> dict[str, str]:
         "tensorrt": package_version("tensorrt") if package_version("tensorrt") != "not installed" else package_version("tensorrt-cu12"),
         "onnxruntime": package_version("onnxruntime"),
         "cpu": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "cpu precision": cpu_precision(),
         "cuda": "available" if cuda_reason is None else f"unavailable: {cuda_reason}",
     }
     if cuda_reason is None:
@@ -47,6 +49,14 @@ def collect_info() -> dict[str, str]:
     info["route torch-tensorrt"] = "ready" if tt_reason is None else f"unavailable: {tt_reason}"
     info.update(locations())
     return info
+
+
+def cpu_precision() -> str:
+    """What --precision auto runs on this CPU, and the detection it follows."""
+    native, why = devices.native_bf16()
+    if native:
+        return f"auto -> bf16, native ({why})"
+    return f"auto -> fp32 ({why}; bf16 only when asked, emulated)"
 
 
 def locations() -> dict[str, str]:

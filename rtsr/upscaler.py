@@ -32,6 +32,9 @@ class Upscaler:
     >>> up(np.zeros((90, 160, 3), np.uint8)).shape
     (360, 640, 3)
 
+    `precision`: "auto" (fp16 on CUDA; on the CPU bf16 where it has native bf16, else fp32),
+    "fp32", "bf16" (CPU only) or "fp16" (CUDA only); `self.precision` says what runs.
+
     Numpy frames (H x W x 3 or N x H x W x 3, uint8 or uint16 RGB) come back as numpy arrays of the
     same dtype, written tile by tile into the result; torch tensors
     (3 x H x W or N x 3 x H x W, float in [0, 1]) come back as tensors of the same dtype on the
@@ -46,7 +49,7 @@ class Upscaler:
     def __init__(self, model: str | Path | None = None, backend: str = "auto",
                  device: str | torch.device | None = None, tile: int | None = None,
                  tile_overlap: int | None = None, batch: int | None = None,
-                 settings: RuntimeSettings | None = None) -> None:
+                 settings: RuntimeSettings | None = None, precision: str = "auto") -> None:
         self.settings = settings or load_settings()
         self.weights_path = resolve_model(model or self.settings.model)
         generator, self.card = load_weights(self.weights_path)
@@ -62,9 +65,11 @@ class Upscaler:
             raise RtsrError("batch must be at least 1")
         # the largest input a backend will see: a whole batch of tiles with their overlap
         self.backend: Backend = create_backend(backend, generator, self.device, max_batch=self.batch,
-                                               max_side=self.tile + 2 * self.tile_overlap)
-        log.info("model %s (x%d) on %s via %s, tile %d+%d, batch %d", self.card.name, self.scale, self.device,
-                 self.backend.name, self.tile, self.tile_overlap, self.batch)
+                                               max_side=self.tile + 2 * self.tile_overlap, precision=precision)
+        # what the network computes in: "fp32", "bf16" (CPU autocast) or "fp16"; TensorRT plans are fp16
+        self.precision: str = getattr(self.backend, "precision", "fp16")
+        log.info("model %s (x%d) on %s via %s (%s), tile %d+%d, batch %d", self.card.name, self.scale, self.device,
+                 self.backend.name, self.precision, self.tile, self.tile_overlap, self.batch)
 
     @torch.inference_mode()
     def upscale_tensor(self, x: torch.Tensor, stream: "torch.cuda.Stream | None" = None,

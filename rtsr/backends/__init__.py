@@ -27,27 +27,36 @@ def unavailable_reason(name: str, device: torch.device) -> str | None:
     return f"unknown backend '{name}' (choose auto, {', '.join(BACKENDS)})"
 
 
+def precision_reason(name: str, precision: str) -> str | None:
+    """Why backend `name` cannot run `precision`, or None when it can (TensorRT plans are fp16)."""
+    if ALIASES.get(name, name) == "tensorrt" and precision not in ("auto", "fp16"):
+        return f"TensorRT plans are built fp16 only, not {precision}"
+    return None
+
+
 def create_backend(name: str, generator: Generator, device: torch.device, max_batch: int = 1,
-                   max_side: int = 1024) -> Backend:
+                   max_side: int = 1024, precision: str = "auto") -> Backend:
     """Build backend `name` ('auto' picks the fastest available) for `generator` on `device`,
-    for inputs of at most `max_batch` x `max_side` x `max_side` (what TensorRT builds for)."""
+    for inputs of at most `max_batch` x `max_side` x `max_side` (what TensorRT builds for), at
+    `precision` ('auto', 'fp32', 'bf16', 'fp16'; see rtsr.devices.resolve_precision)."""
     name = ALIASES.get(name, name)
     if name == "auto":
         for candidate in BACKENDS:
-            reason = unavailable_reason(candidate, device)
+            reason = unavailable_reason(candidate, device) or precision_reason(candidate, precision)
             if reason is None:
                 name = candidate  # the last, torch, always can run
                 break
             log.info("backend %s skipped: %s", candidate, reason)
         log.info("backend auto -> %s", name)
-    reason = unavailable_reason(name, device)
+    reason = unavailable_reason(name, device) or precision_reason(name, precision)
     if reason is not None:
         raise BackendUnavailable(f"backend '{name}' unavailable: {reason}")
     if name == "torch":
-        return TorchBackend(generator, device)
+        return TorchBackend(generator, device, precision=precision)
     from rtsr.backends.tensorrt import ShapeProfile, TensorRTBackend
 
     return TensorRTBackend(generator, device, ShapeProfile.for_inputs(max_batch, max_side))
 
 
-__all__ = ["ALIASES", "BACKENDS", "Backend", "BackendUnavailable", "create_backend", "unavailable_reason"]
+__all__ = ["ALIASES", "BACKENDS", "Backend", "BackendUnavailable", "create_backend", "precision_reason",
+           "unavailable_reason"]
