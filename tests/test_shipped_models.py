@@ -64,3 +64,33 @@ def test_cli_default_model_beats_bicubic_on_an_unseen_photo(tmp_path: Path) -> N
     assert psnr_y(truth, sr, 4) > psnr_y(truth, bicubic, 4) + 0.5
     assert ssim_y(truth, sr, 4) > ssim_y(truth, bicubic, 4)
     assert np.abs(sr.astype(int) - truth.astype(int)).mean() < np.abs(bicubic.astype(int) - truth.astype(int)).mean()
+
+
+@pytest.mark.parametrize("name", sorted(FLOOR_DB))
+def test_temporal_metric_reproduces(name: str) -> None:
+    """The card's flicker numbers (held-out photos panned by a known sub-pixel motion, clean and
+    through x264 with P/B frames) reproduce. Not yet asserted: flicker no higher than bicubic's;
+    the shipped models measure about 25% above it (issue 17, see the cards)."""
+    from train.evaluate import generator_temporal_metrics
+
+    generator, card = load_weights(shipped_models()[name])
+    measured = generator_temporal_metrics(generator, load_split("heldout"))
+    for key, m in measured.items():
+        assert abs(m["flicker"] - card.metrics["temporal"][key]["flicker"]) <= 0.05, key
+        assert abs(m["bicubic"] - card.metrics["temporal"][key]["bicubic"]) <= 0.05, key
+
+
+@pytest.mark.parametrize("name", sorted(FLOOR_DB))
+def test_wallpaper_heldout_gains_reproduce(name: str) -> None:
+    """Each held-out photo of the Debian wallpaper packages: the card's gain over bicubic reproduces."""
+    from train.data import debs_cached
+    from train.evaluate import per_photo_gains
+
+    if not debs_cached():
+        pytest.skip("the pinned Debian packages are not cached (python -m train.data fetches them)")
+    generator, card = load_weights(shipped_models()[name])
+    if "heldout_debs" not in card.metrics:
+        pytest.skip(f"{name}'s card has no wallpaper held-out numbers")
+    measured = per_photo_gains(generator, load_split("heldout_debs", debs=True))
+    for photo, gain in card.metrics["heldout_debs"]["gain_per_photo_db"].items():
+        assert abs(measured["gain_per_photo_db"][photo] - gain) <= 0.05, photo
