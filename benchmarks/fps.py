@@ -307,7 +307,8 @@ def main() -> None:
         print(f"backend {b} not measured: {why}")
     print_table(rows)
     print_precision_ratios(rows)
-    print("\nend-to-end time per frame by stage (ms; on CUDA the device stages are submit times):")
+    if stages:
+        print("\nend-to-end time per frame by stage (ms; on CUDA the device stages are submit times):")
     for key, split in stages.items():
         print(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in split.items()))
     for model in models:
