@@ -138,6 +138,40 @@ def test_ten_bit_rgb_the_model_sees_matches_swscale(space: int, color_range: int
     assert diff.max() <= 1.5, diff.max()  # 10 bits rounded to 8 by swscale: measured up to 1.15
 
 
+@pytest.mark.parametrize("bit_depth", [8, 10])
+@pytest.mark.parametrize("space", [6, 1, 9], ids=["bt601", "bt709", "bt2020"])
+@pytest.mark.parametrize("color_range", [1, 2], ids=["limited", "full"])
+def test_yuv_the_encoder_gets_matches_swscale(space: int, color_range: int, bit_depth: int) -> None:
+    """The way out: the model's RGB as the planes the encoder is handed, against swscale's rgb24 ->
+    yuv420p with the stream's matrix and range (flat patches: chroma siting plays no part)."""
+    h, w = 48, 64
+    rgb = np.kron(np.random.default_rng(space).integers(0, 256, (h // BLOCK, w // BLOCK, 3)),
+                  np.ones((BLOCK, BLOCK, 1), int)).astype(np.uint8)
+    spec = ColorSpec.from_tags(space, color_range, 1, 1, h, bit_depth=bit_depth)
+    planes = rgb_to_yuv420(torch.from_numpy(rgb).permute(2, 0, 1)[None].double() / 255, spec)
+    y, u, v = (p[0].numpy().astype(float) for p in planes)
+    ref = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+        format=spec.pix_fmt, dst_colorspace=SWS_SPACE[space], dst_color_range=SWS_RANGE[color_range],
+        interpolation=SWS_EXACT).to_ndarray().astype(float)
+    ry, ru, rv = ref[:h], ref[h:h + h // 4].reshape(h // 2, w // 2), ref[h + h // 4:].reshape(h // 2, w // 2)
+    cy, cx = np.mgrid[0:h // 2, 0:w // 2] % (BLOCK // 2)
+    inside = (cy >= 1) & (cy <= 2) & (cx >= 1) & (cx <= 2)  # chroma samples whose filters stay in a patch
+    assert np.abs(y - ry)[interior(h, w)].max() <= 1  # code values of the stream's depth
+    assert np.abs(u - ru)[inside].max() <= 1 and np.abs(v - rv)[inside].max() <= 1
+
+
+@pytest.mark.parametrize("bit_depth", [8, 10])
+def test_overshooting_model_output_is_clamped_not_wrapped(bit_depth: int) -> None:
+    """A model's output may leave [0, 1]: such pixels become the extreme code values, never wrap around."""
+    spec = ColorSpec.from_tags(1, 2, 1, 1, 16, bit_depth=bit_depth)
+    rgb = torch.full((1, 3, 16, 16), 1.25)
+    rgb[..., 8:, :] = -0.25
+    y, u, v = rgb_to_yuv420(rgb, spec)
+    top = (1 << bit_depth) - 1
+    assert (y[0, :8] == top).all() and (y[0, 8:] == 0).all()
+    assert ((u - (top + 1) // 2).abs() <= 1).all() and ((v - (top + 1) // 2).abs() <= 1).all()  # grey stays grey
+
+
 @pytest.mark.parametrize("space, color_range", [(1, 1), (9, 2), (6, 2)], ids=["bt709-limited", "bt2020-full",
                                                                              "bt601-full"])
 def test_pipeline_feeds_the_model_the_streams_colour(tmp_path: Path, tiny_weights: Path, space: int,

@@ -29,6 +29,7 @@ SWSCALE = B + "test_rgb_the_model_sees_matches_swscale"
 PIPELINE_COLOUR = B + "test_pipeline_feeds_the_model_the_streams_colour"
 UPSAMPLE = B + "test_chroma_upsampling_of_an_impulse_is_left_sited_linear"
 DOWNSAMPLE = B + "test_chroma_downsampling_of_an_impulse_is_left_sited_121"
+ENCODER = B + "test_yuv_the_encoder_gets_matches_swscale"
 
 # name: (file, old, new, tests that must fail)
 MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
@@ -59,6 +60,14 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "chroma downsampled by a plain 2-tap mean": (
         "rtsr/video/color.py", "return (left + 2 * c[..., 0::2] + c[..., 1::2]) / 4",
         "return (c[..., 0::2] + c[..., 1::2]) / 2", [DOWNSAMPLE]),
+    "RGB -> YUV reads green for red": (
+        "rtsr/video/color.py", "r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]", "r, g, b = rgb[:, 1], rgb[:, 1], rgb[:, 2]",
+        [ENCODER]),
+    "RGB -> YUV Cr scaled by 3 (1 - Kr)": (
+        "rtsr/video/color.py", "(r - yf) / (2 * (1 - kr))), 1)", "(r - yf) / (3 * (1 - kr))), 1)", [ENCODER]),
+    "overshooting model output wraps around": (
+        "rtsr/video/color.py", "t.round_().clamp_(0, top).to(out)", "t.round_().clamp_(0).to(out)",
+        [B + "test_overshooting_model_output_is_clamped_not_wrapped"]),
     "learning-rate schedule inverted": (
         "train/train.py", "(1 + torch.cos(torch.tensor(t * torch.pi)).item())",
         "(1 - torch.cos(torch.tensor(t * torch.pi)).item())", [B + "test_lr_schedule_is_a_cosine_from_lr_down_to_lr_final"]),
