@@ -5,6 +5,7 @@
 #   python3 -m pip install 'mutmut>=3.8,<4'
 #   bash mutation/run.sh                          # every file setup.cfg names (hours on two cores)
 #   bash mutation/run.sh rtsr/video/color.py      # only these files (globs as in only_mutate)
+#   TESTS=tests/test_behaviour.py bash mutation/run.sh rtsr/video/color.py   # and only these tests
 #
 # Then, in the folder it prints: `mutmut results` (survivors), `mutmut show NAME` (a mutant's diff),
 # `mutmut browse` (interactive). JOBS=N runs N mutants at a time (default 2).
@@ -17,15 +18,16 @@ cp "$repo"/train/*.py "$work/train/"
 cp -r "$repo/train/configs" "$work/train/"
 find "$work" -name __pycache__ -prune -exec rm -rf {} +
 cp "$repo/mutation/setup.cfg" "$work/setup.cfg"
-if [ $# -gt 0 ]; then  # only_mutate: the files given instead of setup.cfg's
-  python3 - "$work/setup.cfg" "$@" <<'PY'
+# only_mutate: the files given instead of setup.cfg's; TESTS: these tests instead of all of tests/
+python3 - "$work/setup.cfg" "${TESTS:-}" "$@" <<'PY'
 import re, sys
-path, globs = sys.argv[1], sys.argv[2:]
+path, tests, globs = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
 text = open(path).read()
-text = re.sub(r"only_mutate =\n(    .*\n)+", "only_mutate =\n" + "".join(f"    {g}\n" for g in globs), text)
+for key, values in (("only_mutate", globs), ("pytest_add_cli_args_test_selection", tests)):
+    if values:
+        text = re.sub(key + r" =\n(    .*\n)+", key + " =\n" + "".join(f"    {v}\n" for v in values), text)
 open(path, "w").write(text)
 PY
-fi
 echo "mutation run in $work"
 cd "$work"
 # the shipped weights (rtsr.weights) still come from the checkout's editable install

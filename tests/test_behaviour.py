@@ -129,6 +129,16 @@ def test_rgb_the_model_sees_matches_swscale(space: int, color_range: int) -> Non
     assert diff.max() <= 1.0, diff.max()
 
 
+@pytest.mark.parametrize("height, like", [(480, 5), (719, 5), (720, 1), (1080, 1)],
+                         ids=["480-bt601", "719-bt601", "720-bt709", "1080-bt709"])
+def test_untagged_streams_are_read_as_players_read_them(height: int, like: int) -> None:
+    """No colour tags: limited range, BT.709 from 720 lines up and BT.601 below, as players assume."""
+    y, u, v = patch_planes(False)
+    spec = ColorSpec.from_tags(2, 0, 2, 2, height)  # AVCOL_SPC_UNSPECIFIED, AVCOL_RANGE_UNSPECIFIED
+    diff = np.abs(model_rgb(y, u, v, spec) - swscale_rgb(y, u, v, like, 1))[interior(*y.shape)] * 255
+    assert diff.max() <= 1.0, diff.max()
+
+
 @pytest.mark.parametrize("space", [9, 1], ids=["bt2020", "bt709"])
 @pytest.mark.parametrize("color_range", [1, 2], ids=["limited", "full"])
 def test_ten_bit_rgb_the_model_sees_matches_swscale(space: int, color_range: int) -> None:

@@ -43,6 +43,9 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "BT.709 streams converted as BT.601": (
         "rtsr/video/color.py", '_MATRIX_OF_SPACE = {SPACE_BT709: "bt709"', '_MATRIX_OF_SPACE = {SPACE_BT709: "bt601"',
         [SWSCALE, PIPELINE_COLOUR]),
+    "untagged HD read as BT.601": (
+        "rtsr/video/color.py", '"bt709" if height >= 720 else "bt601"', '"bt709" if height > 720 else "bt601"',
+        [B + "test_untagged_streams_are_read_as_players_read_them"]),
     "BT.2020 coefficients replaced by BT.709's": (
         "rtsr/video/color.py", '"bt2020": (0.2627, 0.0593)', '"bt2020": (0.2126, 0.0722)', [SWSCALE]),
     "full-range tag ignored": (
