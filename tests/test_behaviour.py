@@ -178,6 +178,7 @@ def test_overshooting_model_output_is_clamped_not_wrapped(bit_depth: int) -> Non
     rgb[..., 8:, :] = -0.25
     y, u, v = rgb_to_yuv420(rgb, spec)
     top = (1 << bit_depth) - 1
+    assert all(p.dtype == (torch.uint8 if bit_depth == 8 else torch.int16) for p in (y, u, v))  # as the writer packs them
     assert (y[0, :8] == top).all() and (y[0, 8:] == 0).all()
     assert ((u - (top + 1) // 2).abs() <= 1).all() and ((v - (top + 1) // 2).abs() <= 1).all()  # grey stays grey
 
