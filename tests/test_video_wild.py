@@ -206,3 +206,20 @@ def test_size_change_mid_stream(tmp_path: Path, upscaler: Upscaler) -> None:
     dst = tmp_path / "joined_x4.ts"
     assert upscale_video(src, dst, upscaler).frames == frames
     assert (video_stream(dst)["width"], video_stream(dst)["height"]) == (256, 192)
+
+
+def test_ten_bit_source_to_an_encoder_without_ten_bit(tmp_path: Path, upscaler: Upscaler) -> None:
+    """libvpx-vp9 is in the 10-bit-playable list, but FFmpeg builds often have no 10-bit libvpx:
+    the output is then 8-bit VP9 instead of an encoder error."""
+    import av
+
+    from rtsr.video.writer import EncodeOptions
+
+    src = tmp_path / "deep.mkv"
+    ffmpeg(*SRC, "-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error", str(src))
+    dst = tmp_path / "deep_x4.webm"
+    upscale_video(src, dst, upscaler, VideoJob(encode=EncodeOptions("libvpx-vp9")))
+    takes = [f.name for f in av.Codec("libvpx-vp9", "w").video_formats or []]
+    want = "yuv420p10le" if "yuv420p10le" in takes else "yuv420p"
+    assert video_stream(dst)["pix_fmt"] == want
+    assert len(frame_times(dst)) == 24

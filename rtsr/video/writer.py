@@ -84,6 +84,10 @@ class EncodeOptions:
             log.info("10-bit source encoded as 8-bit for %s playback; --pix-fmt %s or --codec libx265 keeps "
                      "10 bits", self.codec, source.pix_fmt)
             return YUV420_FORMATS[8]
+        takes = [f.name for f in av.Codec(self.codec, "w").video_formats or []]
+        if takes and source.pix_fmt not in takes:  # an encoder built without 10-bit (libvpx often is)
+            log.info("%s in this FFmpeg build has no %s: encoding 8-bit", self.codec, source.pix_fmt)
+            return YUV420_FORMATS[8]
         return source.pix_fmt
 
     def codec_options(self) -> dict[str, str]:
