@@ -70,6 +70,29 @@ def test_copied_audio_is_the_inputs_within_the_range_shifted_by_start(
     assert [d for _, d in got] == [d for _, d in expected]
 
 
+def test_copied_subtitles_are_kept_trimmed_and_shifted_by_start(tmp_path: Path, tiny_weights: Path) -> None:
+    """SubRip cues in Matroska (ms ticks) with --start 4/24 (167 ms) and --end 10.5/24: a cue on screen at
+    the start is shown from 0 for what is left of it, one inside moves by the start, the others go."""
+    video, srt, src = tmp_path / "v.mp4", tmp_path / "s.srt", tmp_path / "in.mkv"
+    frames = [np.full((24, 32, 3), 10 * i, np.uint8) for i in range(len(CLIP_PTS))]
+    write_clip(video, frames, fps=24, pts=CLIP_PTS, time_base=Fraction(1, 24), audio=False)
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,300\nshowing\n\n2\n00:00:00,050 --> 00:00:00,100\ngone\n\n"
+                   "3\n00:00:00,250 --> 00:00:00,350\ninside\n\n4\n00:00:00,500 --> 00:00:00,600\nafter\n")
+    with av.open(str(video)) as v, av.open(str(srt)) as s, av.open(str(src), "w") as out:
+        streams = {v.streams.video[0]: out.add_stream_from_template(v.streams.video[0]),
+                   s.streams[0]: out.add_stream_from_template(s.streams[0])}
+        packets = [p for p in [*v.demux(video=0), *s.demux()] if p.size]
+        for p in sorted(packets, key=lambda p: (p.dts if p.dts is not None else p.pts) * p.time_base):
+            p.stream = streams[p.stream]
+            out.mux(p)
+    out = tmp_path / "out.mkv"
+    upscale_video(src, out, Upscaler(tiny_weights, device="cpu"), VideoJob(start=4 / 24, end=10.5 / 24))
+    with av.open(str(out)) as c:
+        cues = [(p.pts * p.time_base, p.duration * p.time_base, bytes(p)) for p in c.demux(subtitles=0) if p.size]
+    ms = Fraction(1, 1000)
+    assert cues == [(0, (300 - 167) * ms, b"showing"), ((250 - 167) * ms, 100 * ms, b"inside")]
+
+
 # ---------------------------------------------------------------------------------------------
 # (c) the RGB the model sees for BT.601/709/2020, limited and full range, against swscale
 

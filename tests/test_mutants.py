@@ -35,6 +35,9 @@ ENCODER = B + "test_yuv_the_encoder_gets_matches_swscale"
 MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "copied packets not shifted by --start": (
         "rtsr/video/writer.py", "shift = self._ticks(packet.time_base)", "shift = 0", [AUDIO]),
+    "subtitle on screen at --start not trimmed": (
+        "rtsr/video/writer.py", "packet.duration -= shift - packet.pts", "packet.duration -= 0",
+        [B + "test_copied_subtitles_are_kept_trimmed_and_shifted_by_start"]),
     "copied packets not filtered by --start/--end": (
         "rtsr/video/reader.py", "if self._in_range(seconds, until) != 0:", "if False:", [AUDIO]),
     "copied packets not filtered by --end": (
