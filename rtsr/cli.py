@@ -61,10 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     be = sub.add_parser("build-engine", help="build (or find cached) the TensorRT FP16 engine for a model")
     be.add_argument("--model", default=None)
     be.add_argument("--device", default="cuda")
-    be.add_argument("--min", dest="min_shape", default="64x64", help="smallest input WxH")
-    be.add_argument("--opt", dest="opt_shape", default="480x270", help="input WxH tuned for")
-    be.add_argument("--max", dest="max_shape", default="960x540", help="largest input WxH")
-    be.add_argument("--batch", type=int, default=4, help="largest batch")
+    # without shape options: the profile `rtsr upscale` asks for on CUDA (its batch, tiles with their
+    # overlap), so the plan built here is the one a later upscale finds in the cache
+    be.add_argument("--min", dest="min_shape", default=None, help="smallest input WxH (e.g. 64x64)")
+    be.add_argument("--opt", dest="opt_shape", default=None, help="input WxH tuned for (e.g. 480x270)")
+    be.add_argument("--max", dest="max_shape", default=None, help="largest input WxH (e.g. 960x540)")
+    be.add_argument("--batch", type=int, default=None, help="largest batch")
     be.add_argument("--workspace", type=int, default=4096, help="builder workspace in MiB")
     be.add_argument("--route", default="onnx", choices=("onnx", "torch-tensorrt"),
                     help="onnx: export + TensorRT's OnnxParser; torch-tensorrt: torch.export + torch-tensorrt "
@@ -314,6 +316,7 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
     """One line of error where TensorRT or a GPU is missing; else the cached or built plan's path."""
     from rtsr.backends.tensorrt import BuildProgress, ShapeProfile, build_engine, unavailable_reason
     from rtsr.devices import resolve_device
+    from rtsr.tiling import receptive_radius
     from rtsr.models.weights import load_weights, resolve_model
     from rtsr.settings import load_settings
 
@@ -321,8 +324,14 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
     reason = unavailable_reason(device)
     if reason:
         raise RtsrError(f"cannot build a TensorRT engine: {reason}")
-    generator, card = load_weights(resolve_model(args.model or load_settings().model))
-    profile = ShapeProfile.from_sizes(args.min_shape, args.opt_shape, args.max_shape, args.batch)
+    settings = load_settings()
+    generator, card = load_weights(resolve_model(args.model or settings.model))
+    if (args.min_shape, args.opt_shape, args.max_shape, args.batch) == (None, None, None, None):
+        overlap = settings.tile_overlap if settings.tile_overlap is not None else receptive_radius(generator.config)
+        profile = ShapeProfile.for_inputs(settings.batch_for("cuda"), settings.tile_for("cuda") + 2 * overlap)
+    else:
+        profile = ShapeProfile.from_sizes(args.min_shape or "64x64", args.opt_shape or "480x270",
+                                          args.max_shape or "960x540", args.batch or 4)
     path = build_engine(generator, device, profile, args.workspace,
                         progress=BuildProgress(show_bars=sys.stderr.isatty()), route=args.route)
     print(f"{card.name}: {path}")

@@ -331,3 +331,28 @@ def test_build_engine_reuses_a_cached_plan_only_when_its_profile_contains_ours(
     assert trt_backend.build_engine(object(), torch.device("cuda"), smaller_need,  # type: ignore[arg-type]
                                     cache_dir=tmp_path) == _plans(tmp_path, larger)[0]
     assert built == [needed]
+
+
+def test_build_engine_defaults_are_the_profile_upscale_asks_for(monkeypatch: pytest.MonkeyPatch,
+                                                                tiny_weights: Path) -> None:
+    """`rtsr build-engine` with no shape options builds the plan `rtsr upscale` on CUDA asks for (its
+    batch, its tiles plus overlap); before, its defaults (batch 4, 960x540) were never reused."""
+    import rtsr.backends.tensorrt as tensorrt
+    from rtsr import cli
+    from rtsr.models.weights import load_weights
+    from rtsr.settings import load_settings
+    from rtsr.tiling import receptive_radius
+
+    built = []
+    import rtsr.devices
+
+    monkeypatch.setattr(rtsr.devices, "resolve_device", lambda name: torch.device("cpu"))  # no GPU here
+    monkeypatch.setattr(tensorrt, "unavailable_reason", lambda device: None)
+    monkeypatch.setattr(tensorrt, "build_engine", lambda g, d, profile, *a, **k: built.append(profile) or Path("x"))
+    assert cli.main(["build-engine", "--model", str(tiny_weights)]) == 0
+    settings, (generator, _) = load_settings(), load_weights(tiny_weights)
+    side = settings.tile_for("cuda") + 2 * receptive_radius(generator.config)
+    assert built[0] == tensorrt.ShapeProfile.for_inputs(settings.batch_for("cuda"), side)
+    assert built[0].covers(settings.batch_for("cuda"), side, side)
+    assert cli.main(["build-engine", "--model", str(tiny_weights), "--max", "640x360"]) == 0
+    assert built[1] == tensorrt.ShapeProfile.from_sizes("64x64", "480x270", "640x360", 4)
