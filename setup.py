@@ -41,10 +41,11 @@ setup(
     extras_require={
         "tensorrt": ["tensorrt>=10.0", "onnx>=1.15"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "openvino": ["openvino>=2024.0", "onnx>=1.15"],  # onnx: torch's ONNX export, which OpenVINO reads
         "train": ["scikit-image>=0.21", "scikit-learn>=1.3", "matplotlib>=3.7"],
         # build: tests/test_install.py builds the wheel and the sdist the way users do
         "test": ["pytest>=7", "build>=1", "onnx>=1.15", "onnxruntime>=1.17", "scikit-image>=0.21",
-                 "scikit-learn>=1.3", "matplotlib>=3.7"],
+                 "scikit-learn>=1.3", "matplotlib>=3.7", "openvino>=2024.0"],
     },
     entry_points={"console_scripts": ["rtsr=rtsr.cli:main"]},
 )

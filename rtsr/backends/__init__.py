@@ -11,7 +11,7 @@ from rtsr.models.srgan import Generator
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("tensorrt", "torch")  # "auto" tries them in this order: fastest first
+BACKENDS = ("tensorrt", "torch", "openvino")  # "auto" tries them in this order: fastest first
 ALIASES = {"trt": "tensorrt"}
 
 
@@ -24,6 +24,10 @@ def unavailable_reason(name: str, device: torch.device) -> str | None:
         from rtsr.backends import tensorrt
 
         return tensorrt.unavailable_reason(device)
+    if name == "openvino":
+        from rtsr.backends import openvino_backend
+
+        return openvino_backend.unavailable_reason(device)
     return f"unknown backend '{name}' (choose auto, {', '.join(BACKENDS)})"
 
 
@@ -53,6 +57,10 @@ def create_backend(name: str, generator: Generator, device: torch.device, max_ba
         raise BackendUnavailable(f"backend '{name}' unavailable: {reason}")
     if name == "torch":
         return TorchBackend(generator, device, precision=precision)
+    if name == "openvino":
+        from rtsr.backends.openvino_backend import OpenVINOBackend
+
+        return OpenVINOBackend(generator, device, precision=precision)
     from rtsr.backends.tensorrt import ShapeProfile, TensorRTBackend
 
     return TensorRTBackend(generator, device, ShapeProfile.for_inputs(max_batch, max_side))

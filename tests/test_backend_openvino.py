@@ -1,0 +1,117 @@
+"""OpenVINO backend (issue 16 item 2): parity with fp32 torch on a real photo, odd sizes, tiles and
+batches through Upscaler, the compiled-model cache, and one clear error without openvino."""
+from __future__ import annotations
+
+import builtins
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rtsr import Upscaler
+from rtsr.backends import BackendUnavailable, unavailable_reason
+from rtsr.cli import main
+from rtsr.quality import psnr_y
+
+pytest.importorskip("openvino", reason="openvino is in the test extra: pip install -e '.[test]'")
+from rtsr.backends.openvino_backend import OpenVINOBackend  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache(tmp_path_factory: pytest.TempPathFactory):
+    """One cache folder for the module: the ONNX export (seconds) is made once."""
+    with pytest.MonkeyPatch.context() as mp:
+        folder = tmp_path_factory.mktemp("rtsr-cache")
+        mp.setenv("RTSR_CACHE_DIR", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def crop(photo_module: np.ndarray) -> np.ndarray:
+    return photo_module[101:148, 137:198]  # 61 x 47: odd both ways
+
+
+@pytest.fixture(scope="module")
+def photo_module() -> np.ndarray:
+    cv2 = pytest.importorskip("cv2")
+    skimage = pytest.importorskip("skimage")
+    path = Path(skimage.__file__).parent / "data" / "chelsea.png"
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def torch_fp32() -> Upscaler:
+    return Upscaler("srgan-x4-lite", backend="torch", device="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def reference(crop: np.ndarray, torch_fp32: Upscaler) -> np.ndarray:
+    return torch_fp32(crop)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_parity_with_fp32_torch_on_a_real_photo(crop: np.ndarray, reference: np.ndarray, precision: str) -> None:
+    up = Upscaler("srgan-x4-lite", backend="openvino", device="cpu", precision=precision)
+    assert up.backend.name == "openvino" and up.precision == precision
+    out = up(crop)
+    assert out.shape == (4 * 47, 4 * 61, 3) and out.dtype == np.uint8
+    assert psnr_y(reference, out) > 45
+
+
+def test_tiles_and_batches_match_whole_frames(crop: np.ndarray, torch_fp32: Upscaler) -> None:
+    tiled = Upscaler("srgan-x4-lite", backend="openvino", device="cpu", precision="fp32", tile=24, batch=3)
+    assert tiled.tile_count(47, 61) > 1
+    frames = np.stack([crop, crop[:, ::-1], crop[::-1]])  # 3 frames: one batch through the async queue
+    out = tiled(frames)
+    assert out.shape == (3, 4 * 47, 4 * 61, 3)
+    for got, frame in zip(out, frames):
+        assert psnr_y(torch_fp32(frame), got) > 45
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255  # the tensor path: float32 in, float32 out
+    y = tiled(x)
+    assert y.dtype == torch.float32 and y.shape == (3, 3, 4 * 47, 4 * 61)
+    assert (y * 255 - torch.from_numpy(out).permute(0, 3, 1, 2).float()).abs().max().item() < 1.01
+
+
+def test_second_construction_imports_instead_of_compiling(cache: Path) -> None:
+    from tests.conftest import make_generator
+
+    g = make_generator(seed=5)
+    first = OpenVINOBackend(g, CPU, precision="fp32")
+    before = OpenVINOBackend.compiles
+    y = first.run(torch.rand(1, 3, 19, 23))
+    assert y.shape == (1, 3, 76, 92) and OpenVINOBackend.compiles == before + 1
+    blob = first.cache_path(19, 23)
+    assert blob.is_file() and blob.parent == cache / "openvino"
+    stamp = blob.stat().st_mtime_ns
+    second = OpenVINOBackend(g, CPU, precision="fp32")
+    assert torch.equal(second.run(y.new_zeros(2, 3, 19, 23) + 0.5), first.run(y.new_zeros(2, 3, 19, 23) + 0.5))
+    assert OpenVINOBackend.compiles == before + 1 and blob.stat().st_mtime_ns == stamp
+    second.run(torch.rand(1, 3, 20, 23))  # a new shape is a new compile, a new file
+    assert OpenVINOBackend.compiles == before + 2 and second.cache_path(20, 23).is_file()
+    assert OpenVINOBackend(g, CPU, precision="bf16").cache_path(19, 23) != blob  # precision is in the key
+
+
+def test_without_openvino_one_clear_error(monkeypatch: pytest.MonkeyPatch, tiny_weights: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    real_import = builtins.__import__
+
+    def no_openvino(name: str, *args, **kwargs):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    assert "pip install 'rtsr[openvino]'" in unavailable_reason("openvino", CPU)
+    with pytest.raises(BackendUnavailable, match="openvino package is not installed"):
+        Upscaler(tiny_weights, backend="openvino", device="cpu")
+    src = tmp_path / "in.png"
+    import cv2
+
+    cv2.imwrite(str(src), np.zeros((8, 8, 3), np.uint8))
+    code = main(["upscale", str(src), "--model", str(tiny_weights), "--backend", "openvino", "-o", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("rtsr: error:") and "openvino" in err[0]
+    assert not (tmp_path / "o.png").exists()
