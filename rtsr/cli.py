@@ -81,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--record", type=Path, default=None, help="write what is upscaled to this video")
     pv.add_argument("--max-frames", type=int, default=None)
     pv.add_argument("--headless", action="store_true", help="no window (record or measure)")
+
+    vs = sub.add_parser("vs-script", help="write a VapourSynth script (.vpy) that upscales a video")
+    vs.add_argument("input", type=Path, metavar="INPUT", help="the video the script reads")
+    vs.add_argument("-o", "--output", type=Path, default=None, help="the script (default: INPUT's name .vpy beside it)")
+    vs.add_argument("--model", default=None, help="shipped model name or .pt weights path (default: srgan-x4)")
+    vs.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU if there is one)")
+    vs.add_argument("--tile", type=int, default=None, help="largest input tile side in pixels")
+    vs.add_argument("--batch", type=int, default=1, help="frames per model call")
+    vs.add_argument("--overwrite", action="store_true", help="replace an existing script")
+    sub.add_parser("gst-path", help="print the exports that let GStreamer load the rtsrupscale element")
     return parser
 
 
@@ -108,7 +118,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         if upscaler is None:
             try:
                 upscaler = Upscaler(args.model, backend=args.backend, device=args.device, tile=args.tile,
-                                    precision=args.precision)
+                                    batch=args.batch, precision=args.precision)  # the backend is sized for it
             except RtsrError as exc:
                 raise _ModelError(str(exc)) from None
         return upscaler
@@ -316,6 +326,7 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
     """One line of error where TensorRT or a GPU is missing; else the cached or built plan's path."""
     from rtsr.backends.tensorrt import BuildProgress, ShapeProfile, build_engine, unavailable_reason
     from rtsr.devices import resolve_device
+    from rtsr.memory import fit_to_device
     from rtsr.tiling import receptive_radius
     from rtsr.models.weights import load_weights, resolve_model
     from rtsr.settings import load_settings
@@ -328,7 +339,9 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
     generator, card = load_weights(resolve_model(args.model or settings.model))
     if (args.min_shape, args.opt_shape, args.max_shape, args.batch) == (None, None, None, None):
         overlap = settings.tile_overlap if settings.tile_overlap is not None else receptive_radius(generator.config)
-        profile = ShapeProfile.for_inputs(settings.batch_for("cuda"), settings.tile_for("cuda") + 2 * overlap)
+        tile, batch = fit_to_device(generator.config, device, settings.tile_for("cuda"), settings.batch_for("cuda"),
+                                    overlap, 2)  # as Upscaler fits its defaults, so upscale finds this plan
+        profile = ShapeProfile.for_inputs(batch, tile + 2 * overlap)
     else:
         profile = ShapeProfile.from_sizes(args.min_shape or "64x64", args.opt_shape or "480x270",
                                           args.max_shape or "960x540", args.batch or 4)
@@ -363,8 +376,43 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vs_script(args: argparse.Namespace) -> int:
+    from rtsr.hosts import vapoursynth_script
+
+    if not args.input.is_file():
+        raise RtsrError(f"input not found: {args.input}")
+    if args.batch < 1:
+        raise RtsrError("--batch must be at least 1")
+    out = args.output or args.input.with_suffix(".vpy")
+    if out.exists() and not args.overwrite:
+        raise RtsrError(f"{out} exists (--overwrite replaces it)")
+    try:
+        out.write_text(vapoursynth_script(str(args.input.resolve()), args.model, args.device, args.tile, args.batch))
+    except OSError as exc:
+        raise RtsrError(f"cannot write {out}: {exc.strerror}") from None
+    print(f"wrote {out}; watch it: vspipe -c y4m {out} - | mpv -")
+    return 0
+
+
+def cmd_gst_path(_: argparse.Namespace) -> int:
+    """`eval "$(rtsr gst-path)"`: GStreamer finds the element, its Python finds this rtsr and torch."""
+    import shlex
+    import sysconfig
+
+    from rtsr.hosts import GST_PLUGIN_DIR
+
+    paths = sysconfig.get_paths()
+    site = os.pathsep.join(dict.fromkeys((paths["purelib"], paths["platlib"])))
+    print(f"# GStreamer's Python plugin loader must run Python {sys.version_info.major}.{sys.version_info.minor}, "
+          f"as this rtsr does (Debian 12's python3-gst-1.0: 3.11)")
+    print(f'export GST_PLUGIN_PATH={shlex.quote(str(GST_PLUGIN_DIR))}"${{GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}}"')
+    print(f"export RTSR_GST_SITE={shlex.quote(site)}")
+    return 0
+
+
 COMMANDS = {"upscale": cmd_upscale, "models": cmd_models, "info": cmd_info,
-            "build-engine": cmd_build_engine, "preview": cmd_preview}
+            "build-engine": cmd_build_engine, "preview": cmd_preview, "vs-script": cmd_vs_script,
+            "gst-path": cmd_gst_path}
 
 
 class Terminated(BaseException):

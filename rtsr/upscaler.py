@@ -17,6 +17,7 @@ import torch
 from rtsr.backends import Backend, create_backend
 from rtsr.devices import resolve_device
 from rtsr.errors import RtsrError
+from rtsr.memory import fit_to_device
 from rtsr.models.weights import load_weights, resolve_model
 from rtsr.settings import RuntimeSettings, load_settings
 from rtsr.tiling import receptive_radius, tiles, upscale_tiled
@@ -63,6 +64,10 @@ class Upscaler:
         self.batch = batch if batch is not None else self.settings.batch_for(self.device.type)
         if self.batch < 1:
             raise RtsrError("batch must be at least 1")
+        # on a GPU the defaults shrink to what its free memory holds; what the caller set stays
+        self.tile, self.batch = fit_to_device(generator.config, self.device, self.tile, self.batch, self.tile_overlap,
+                                              4 if precision == "fp32" else 2, fixed_tile=tile is not None,
+                                              fixed_batch=batch is not None)
         # the largest input a backend will see: a whole batch of tiles with their overlap
         self.backend: Backend = create_backend(backend, generator, self.device, max_batch=self.batch,
                                                max_side=self.tile + 2 * self.tile_overlap, precision=precision)

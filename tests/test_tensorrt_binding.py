@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 import sys
 import types
 from pathlib import Path
@@ -87,6 +88,10 @@ class FakeEngine:
     @property
     def num_io_tensors(self) -> int:
         return len(self.order)
+
+    @property
+    def device_memory_size_v2(self) -> int:
+        return 3 << 30
 
     def get_tensor_name(self, index: int) -> str:
         return self.order[index]
@@ -189,6 +194,13 @@ def test_profile_is_the_loaded_plans_not_the_one_asked_for() -> None:
     assert backend.profile == ShapeProfile((1, 64, 64), (2, 270, 480), (4, 540, 960))
     with pytest.raises(RtsrError, match="outside the engine profile"):
         backend.run(torch.zeros(1, 3, 32, 32))  # refused before any CUDA call
+
+
+def test_the_plans_device_memory_is_read_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="rtsr.backends.tensorrt"):
+        backend = _backend()
+    assert backend.device_memory == 3 << 30
+    assert "3.00 GiB device memory per context" in caplog.text
 
 
 def test_a_plan_with_two_inputs_is_refused() -> None:

@@ -367,6 +367,10 @@ class TensorRTBackend:
         self._input, self._output = inputs[0], outputs[0]
         lo, opt, hi = (tuple(d) for d in self.engine.get_tensor_profile_shape(self._input, 0))
         self.profile = ShapeProfile(*((s[0], s[2], s[3]) for s in (lo, opt, hi)))  # NCHW -> (N, H, W)
+        # what each execution context allocates: activations for the profile's largest input
+        self.device_memory = int(self.engine.device_memory_size_v2)
+        log.info("TensorRT plan %s: profile %s, %.2f GiB device memory per context (up to %d contexts)",
+                 plan_path.name, self.profile, self.device_memory / 2**30, MAX_CONTEXTS)
         self._contexts = ContextCache(self.engine.create_execution_context)
 
     def _enqueue(self, ctx, x: torch.Tensor, y: torch.Tensor, stream_handle: int) -> None:
