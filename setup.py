@@ -28,7 +28,8 @@ setup(
     ],
     packages=find_packages(include=["rtsr", "rtsr.*"]) + ["rtsr.weights"],
     package_dir={"rtsr.weights": "engines"},
-    package_data={"rtsr": ["configs/*.yaml", "configs/models/*.yaml"],
+    # hosts/gst/python: the stub GStreamer's Python plugin loader finds through GST_PLUGIN_PATH
+    package_data={"rtsr": ["configs/*.yaml", "configs/models/*.yaml", "hosts/gst/python/*.py"],
                   "rtsr.weights": ["*.pt", "*.yaml"]},
     install_requires=[
         "torch>=2.1",
@@ -42,6 +43,9 @@ setup(
         "tensorrt": ["tensorrt>=10.0", "onnx>=1.15"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "openvino": ["openvino>=2024.0", "onnx>=1.15"],  # onnx: torch's ONNX export, which OpenVINO reads
+        # the VapourSynth filter (rtsr.hosts.vapoursynth): its core and vspipe come in the wheel,
+        # R74+ (Python >= 3.12); bestsource is the source filter the scripts use
+        "vs": ["vapoursynth>=74", "vapoursynth-bestsource>=11"],
         "train": ["scikit-image>=0.21", "scikit-learn>=1.3", "matplotlib>=3.7"],
         # build: tests/test_install.py builds the wheel and the sdist the way users do
         "test": ["pytest>=7", "build>=1", "onnx>=1.15", "onnxruntime>=1.17", "scikit-image>=0.21",
