@@ -43,13 +43,16 @@ setup(
         "tensorrt": ["tensorrt>=10.0", "onnx>=1.15"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "openvino": ["openvino>=2024.0", "onnx>=1.15"],  # onnx: torch's ONNX export, which OpenVINO reads
+        # ncnn: PyPI's wheels are built with Vulkan; pnnx: ncnn's converter (ONNX -> ncnn param/bin)
+        "vulkan": ["ncnn>=1.0.20240410", "pnnx>=20240410", "onnx>=1.15"],
         # the VapourSynth filter (rtsr.hosts.vapoursynth): its core and vspipe come in the wheel,
         # R74+ (Python >= 3.12); bestsource is the source filter the scripts use
         "vs": ["vapoursynth>=74", "vapoursynth-bestsource>=11"],
         "train": ["scikit-image>=0.21", "scikit-learn>=1.3", "matplotlib>=3.7"],
         # build: tests/test_install.py builds the wheel and the sdist the way users do
         "test": ["pytest>=7", "build>=1", "onnx>=1.15", "onnxruntime>=1.17", "scikit-image>=0.21",
-                 "scikit-learn>=1.3", "matplotlib>=3.7", "openvino>=2024.0"],
+                 "scikit-learn>=1.3", "matplotlib>=3.7", "openvino>=2024.0", "ncnn>=1.0.20240410",
+                 "pnnx>=20240410"],
     },
     entry_points={"console_scripts": ["rtsr=rtsr.cli:main"]},
 )

@@ -13,6 +13,7 @@ from rtsr import Upscaler
 from rtsr.backends import BackendUnavailable, unavailable_reason
 from rtsr.cli import main
 from rtsr.quality import psnr_y
+from tests.backend_fixtures import cache, chelsea  # noqa: F401 (fixtures)
 
 pytest.importorskip("openvino", reason="openvino is in the test extra: pip install -e '.[test]'")
 from rtsr.backends.openvino_backend import OpenVINOBackend  # noqa: E402
@@ -20,26 +21,9 @@ from rtsr.backends.openvino_backend import OpenVINOBackend  # noqa: E402
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory: pytest.TempPathFactory):
-    """One cache folder for the module: the ONNX export (seconds) is made once."""
-    with pytest.MonkeyPatch.context() as mp:
-        folder = tmp_path_factory.mktemp("rtsr-cache")
-        mp.setenv("RTSR_CACHE_DIR", str(folder))
-        yield folder
-
-
 @pytest.fixture(scope="module")
-def crop(photo_module: np.ndarray) -> np.ndarray:
-    return photo_module[101:148, 137:198]  # 61 x 47: odd both ways
-
-
-@pytest.fixture(scope="module")
-def photo_module() -> np.ndarray:
-    cv2 = pytest.importorskip("cv2")
-    skimage = pytest.importorskip("skimage")
-    path = Path(skimage.__file__).parent / "data" / "chelsea.png"
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+def crop(chelsea: np.ndarray) -> np.ndarray:
+    return chelsea[101:148, 137:198]  # 61 x 47: odd both ways
 
 
 @pytest.fixture(scope="module")

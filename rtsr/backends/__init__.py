@@ -11,13 +11,27 @@ from rtsr.models.srgan import Generator
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("tensorrt", "torch", "openvino")  # "auto" tries them in this order: fastest first
+BACKENDS = ("tensorrt", "torch", "openvino", "vulkan")  # "auto" tries them in this order: fastest first
 ALIASES = {"trt": "tensorrt"}
+
+
+def vulkan_index(name: str) -> int | None:
+    """N of 'vulkan:N' (a Vulkan device by index), None for plain 'vulkan'."""
+    tail = name.partition(":")[2]
+    if not tail.isdigit():
+        return None
+    return int(tail)
+
+
+def canonical(name: str) -> str:
+    """'trt' -> 'tensorrt', 'vulkan:1' -> 'vulkan'; other names unchanged."""
+    name = ALIASES.get(name, name)
+    return "vulkan" if name.startswith("vulkan:") and vulkan_index(name) is not None else name
 
 
 def unavailable_reason(name: str, device: torch.device) -> str | None:
     """Why backend `name` cannot run on `device` here, or None when it can."""
-    name = ALIASES.get(name, name)
+    index, name = vulkan_index(name), canonical(name)
     if name == "torch":
         return None
     if name == "tensorrt":
@@ -28,13 +42,21 @@ def unavailable_reason(name: str, device: torch.device) -> str | None:
         from rtsr.backends import openvino_backend
 
         return openvino_backend.unavailable_reason(device)
-    return f"unknown backend '{name}' (choose auto, {', '.join(BACKENDS)})"
+    if name == "vulkan":
+        from rtsr.backends import vulkan_backend
+
+        return vulkan_backend.unavailable_reason(device, index)
+    return f"unknown backend '{name}' (choose auto, {', '.join(BACKENDS)}, vulkan:N)"
 
 
 def precision_reason(name: str, precision: str) -> str | None:
-    """Why backend `name` cannot run `precision`, or None when it can (TensorRT plans are fp16)."""
-    if ALIASES.get(name, name) == "tensorrt" and precision not in ("auto", "fp16"):
+    """Why backend `name` cannot run `precision`, or None when it can (TensorRT plans are fp16;
+    ncnn's Vulkan path stores fp16 or fp32)."""
+    name = canonical(name)
+    if name == "tensorrt" and precision not in ("auto", "fp16"):
         return f"TensorRT plans are built fp16 only, not {precision}"
+    if name == "vulkan" and precision == "bf16":
+        return "the Vulkan backend runs fp16 storage (auto) or fp32, not bf16"
     return None
 
 
@@ -43,16 +65,17 @@ def create_backend(name: str, generator: Generator, device: torch.device, max_ba
     """Build backend `name` ('auto' picks the fastest available) for `generator` on `device`,
     for inputs of at most `max_batch` x `max_side` x `max_side` (what TensorRT builds for), at
     `precision` ('auto', 'fp32', 'bf16', 'fp16'; see rtsr.devices.resolve_precision)."""
-    name = ALIASES.get(name, name)
+    requested = ALIASES.get(name, name)  # may name a Vulkan device: 'vulkan:1'
+    name = canonical(requested)
     if name == "auto":
         for candidate in BACKENDS:
             reason = unavailable_reason(candidate, device) or precision_reason(candidate, precision)
             if reason is None:
-                name = candidate  # the last, torch, always can run
+                name = requested = candidate  # the last, torch, always can run
                 break
             log.info("backend %s skipped: %s", candidate, reason)
         log.info("backend auto -> %s", name)
-    reason = unavailable_reason(name, device) or precision_reason(name, precision)
+    reason = unavailable_reason(requested, device) or precision_reason(name, precision)
     if reason is not None:
         raise BackendUnavailable(f"backend '{name}' unavailable: {reason}")
     if name == "torch":
@@ -61,6 +84,10 @@ def create_backend(name: str, generator: Generator, device: torch.device, max_ba
         from rtsr.backends.openvino_backend import OpenVINOBackend
 
         return OpenVINOBackend(generator, device, precision=precision)
+    if name == "vulkan":
+        from rtsr.backends.vulkan_backend import VulkanBackend
+
+        return VulkanBackend(generator, device, precision=precision, index=vulkan_index(requested))
     from rtsr.backends.tensorrt import ShapeProfile, TensorRTBackend
 
     return TensorRTBackend(generator, device, ShapeProfile.for_inputs(max_batch, max_side))
