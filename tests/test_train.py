@@ -13,7 +13,7 @@ pytest.importorskip("skimage")
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
-from train.data import HELDOUT, PatchSampler, h264_roundtrip, load_split  # noqa: E402
+from train.data import HELDOUT, PatchSampler, h264_roundtrip, load_split, shift_consistency  # noqa: E402
 from train.train import TrainConfig, run  # noqa: E402
 from train.vgg import PHI_54_INDEX, VGG19Features  # noqa: E402
 
@@ -36,6 +36,32 @@ def test_patch_sampler_shapes_and_seed() -> None:
     assert lr.shape == (5, 3, 24, 24) and hr.shape == (5, 3, 96, 96)
     assert torch.equal(lr, b.batch(5)[0])
     assert torch.equal(lr * 255, (lr * 255).round())  # 8-bit like a decoded frame
+
+
+def test_shifted_pairs_see_one_scene_at_two_subpixel_phases() -> None:
+    """The second half of a pair batch is the first half's scenes moved by the returned shift:
+    the HR pairs agree exactly after undoing it (shift_consistency 0), their LR do not (a sub-pixel
+    phase), and a shift undone the wrong way round is seen."""
+    images = list(load_split("train").values())[:3]
+    lr, hr, shifts = PatchSampler(images, 48, 4, seed=3).shifted_pairs(6)
+    assert lr.shape == (12, 3, 12, 12) and hr.shape == (12, 3, 48, 48) and len(shifts) == 6
+    assert all(0 <= dy < 4 and 0 <= dx < 4 and (dy, dx) != (0, 0) for dy, dx in shifts)
+    assert shift_consistency(hr, shifts, border=4).item() == 0.0
+    assert any(dy != dx for dy, dx in shifts)
+    assert shift_consistency(hr, [(dx, dy) for dy, dx in shifts], border=4).item() > 1e-4
+    assert shift_consistency(hr, [(0, 0)] * 6, border=4).item() > 1e-4
+    bicubic = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic")
+    assert shift_consistency(bicubic, shifts, border=4).item() > 1e-5  # LR phases differ
+
+
+def test_temporal_weight_adds_the_shift_loss(tmp_path: Path) -> None:
+    cpu = torch.device("cpu")
+    run(tiny_config(name="steady", temporal_weight=0.5, batch=4), False, None, cpu, tmp_path)
+    first = (tmp_path / "steady" / "log.csv").read_text().splitlines()[0].split(",")  # step, loss_g, mse, shift
+    loss_g, mse, shift = map(float, first[1:4])
+    assert shift > 0 and loss_g == pytest.approx(mse + 0.5 * shift, rel=1e-4)
+    with pytest.raises(SystemExit, match="MSE-stage"):
+        run(tiny_config(name="bad", stage="gan", temporal_weight=0.5), False, None, cpu, tmp_path)
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:

@@ -388,9 +388,9 @@ class PatchSampler:
     def _randint(self, high: int) -> int:
         return int(torch.randint(high, (1,), generator=self.gen))
 
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(lr, hr) float tensors in [0, 1]: size x 3 x p/s x p/s and size x 3 x p x p."""
-        p = self.hr_patch
+    def _crops(self, size: int, extra: int = 0) -> torch.Tensor:
+        """`size` random HR crops of side hr_patch + extra (flipped, rotated), uint8."""
+        p = self.hr_patch + extra
         idx = torch.multinomial(self.weights, size, replacement=True, generator=self.gen)
         patches = []
         for i in idx.tolist():
@@ -401,7 +401,12 @@ class PatchSampler:
                 patch = patch.flip(-1)
             patch = torch.rot90(patch, self._randint(4), dims=(-2, -1))
             patches.append(patch)
-        hr = torch.stack(patches).float() / 255
+        return torch.stack(patches)
+
+    def _degrade(self, hr: torch.Tensor) -> torch.Tensor:
+        """The LR a decoder would hand over: antialiased bicubic, then (each by its share) 4:2:0
+        chroma, an H.264 intra frame, noise; quantised to 8 bits."""
+        size = hr.shape[0]
         lr = downscale(hr, self.scale)
         if self.chroma_subsample > 0:
             pick = torch.rand(size, generator=self.gen) < self.chroma_subsample
@@ -414,8 +419,41 @@ class PatchSampler:
                 lr[i] = torch.from_numpy(h264_roundtrip(img, int(crfs[i]))).permute(2, 0, 1).float() / 255
         if self.noise_std > 0:
             lr = (lr + torch.randn(lr.shape, generator=self.gen) * self.noise_std).clamp_(0, 1)
-        # LR is quantised to 8 bits as in a real decoded frame
-        return (lr * 255).round() / 255, hr
+        return (lr * 255).round() / 255
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lr, hr) float tensors in [0, 1]: size x 3 x p/s x p/s and size x 3 x p x p."""
+        hr = self._crops(size).float() / 255
+        return self._degrade(hr), hr
+
+    def shifted_pairs(self, pairs: int) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+        """(lr, hr, shifts): 2 * pairs patches, the second half the first half's scenes seen
+        (dy, dx) HR pixels further on, 0..scale-1 each and not both 0, so each pair's LR differ by a
+        sub-pixel phase, as consecutive frames of a pan do. Each patch is degraded on its own (a
+        video's frames are compressed one by one), so what differs between the two outputs beyond
+        the shift is flicker the model adds."""
+        s = self.scale
+        big = self._crops(pairs, extra=s - 1)
+        p = self.hr_patch
+        shifts = [divmod(1 + self._randint(s * s - 1), s) for _ in range(pairs)]
+        first = big[:, :, :p, :p]
+        second = torch.stack([b[:, dy:dy + p, dx:dx + p] for b, (dy, dx) in zip(big, shifts)])
+        hr = torch.cat([first, second]).float() / 255
+        return self._degrade(hr), hr, shifts
+
+
+def shift_consistency(sr: torch.Tensor, shifts: list[tuple[int, int]], border: int) -> torch.Tensor:
+    """Mean squared difference between each pair's outputs (`sr` from `PatchSampler.shifted_pairs`)
+    after undoing the known shift, `border` HR pixels in from the patch edges (zero padding differs
+    there). The ground truth scores exactly 0: the temporal metric's quantity, as a loss."""
+    pairs = len(shifts)
+    p = sr.shape[-1]
+    diffs = []
+    for a, b, (dy, dx) in zip(sr[:pairs], sr[pairs:], shifts):
+        # scene point (y, x) of the first is at (y - dy, x - dx) in the second
+        diffs.append((a[:, dy + border:p - border, dx + border:p - border]
+                      - b[:, border:p - dy - border, border:p - dx - border]).square().mean())
+    return torch.stack(diffs).mean()
 
 
 def main() -> None:

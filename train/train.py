@@ -28,8 +28,8 @@ from tqdm import tqdm
 from rtsr.models.config import load_generator_config
 from rtsr.models.srgan import Discriminator, Generator
 from rtsr.models.weights import ModelCard, load_weights, save_weights
-from train.data import PatchSampler, load_split
-from train.evaluate import evaluate_generator
+from train.data import PatchSampler, load_split, shift_consistency
+from train.evaluate import evaluate_generator, generator_temporal_metrics
 from train.vgg import VGG19Features
 
 log = logging.getLogger("train")
@@ -56,6 +56,8 @@ class TrainConfig:
     h264_share: float = 0.0         # share of LR patches sent through an H.264 intra frame (compressed video)
     h264_crf: tuple[int, int] = (18, 32)  # CRF range of those frames, drawn uniformly
     init_from: str | None = None    # weights file to start from (stage 2 starts from stage 1)
+    temporal_weight: float = 0.0    # > 0: batches of shifted pairs, + this x their shift_consistency (flicker)
+    temporal_border: int = 8        # HR pixels left out at the patch edges by that loss
     adversarial_weight: float = 1e-3
     vgg_scale: float = 1 / 12.75    # the paper's rescaling of VGG features
     feature_matching_weight: float = 1.0
@@ -66,6 +68,7 @@ class TrainConfig:
     deb_photos: bool = False        # add the photos of pinned Debian packages (train/data.py)
     eval_debs: bool = False         # the learning curve also measures their held-out photos (large: minutes)
     eval_h264_crf: int | None = None  # the learning curve also measures held-out LR through H.264 at this CRF
+    eval_flicker: bool = False      # the learning curve also measures flicker (train/evaluate.py's temporal metric)
     precision: str = "fp32"         # "bf16": autocast matmuls/convs (AMX CPUs, CUDA); weights and Adam stay fp32
     kind: str = "psnr"
     description: str = ""
@@ -91,6 +94,8 @@ class Trainer:
             self.generator, self.init_card = load_weights(Path(cfg.init_from))
         else:
             self.generator = Generator(load_generator_config(cfg.model))
+        if cfg.temporal_weight and cfg.stage != "mse":
+            raise SystemExit(f"{cfg.name}: temporal_weight is an MSE-stage (SRResNet) loss")
         if cfg.precision not in ("fp32", "bf16"):
             raise SystemExit(f"{cfg.name}: precision must be fp32 or bf16, not {cfg.precision!r}")
         # channels_last: oneDNN and cuDNN convolutions run faster in NHWC (0.75 -> 0.65 s/step, 2 CPU cores)
@@ -137,18 +142,27 @@ class Trainer:
         return self.discriminator.classifier(self.discriminator.pool(x)), feats
 
     def train_step(self) -> dict[str, float]:
-        lr_img, hr = (t.to(self.device, memory_format=torch.channels_last) for t in self.sampler.batch(self.cfg.batch))
+        shifts: list[tuple[int, int]] = []
+        if self.cfg.temporal_weight > 0:
+            lr_img, hr, shifts = self.sampler.shifted_pairs(self.cfg.batch // 2)
+        else:
+            lr_img, hr = self.sampler.batch(self.cfg.batch)
+        lr_img, hr = (t.to(self.device, memory_format=torch.channels_last) for t in (lr_img, hr))
         for opt in [self.opt_g] + ([self.opt_d] if self.discriminator else []):
             for group in opt.param_groups:
                 group["lr"] = self._lr_at(self.step)
         with self._autocast():
             sr = self.generator(lr_img).float()
         if self.discriminator is None:
-            loss = F.mse_loss(sr, hr)
+            mse = F.mse_loss(sr, hr)
+            losses = {"mse": mse}
+            if shifts:
+                losses["shift"] = shift_consistency(sr, shifts, self.cfg.temporal_border)
+            loss = mse + self.cfg.temporal_weight * losses.get("shift", 0.0)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_g.step()
-            return {"loss_g": loss.item(), "mse": loss.item()}
+            return {"loss_g": loss.item(), **{k: v.item() for k, v in losses.items()}}
 
         # The discriminator runs in fp32: on this CPU its bf16 step measured slower (2.4 s vs 1.7 s).
         d = self.discriminator
@@ -209,6 +223,9 @@ class Trainer:
             if self.cfg.eval_h264_crf is not None:
                 crf = self.cfg.eval_h264_crf
                 metrics.update({f"{k}_crf{crf}": v for k, v in evaluate_generator(generator, self.heldout, crf).items()})
+            if self.cfg.eval_flicker:
+                for kind, m in generator_temporal_metrics(generator, self.heldout).items():
+                    metrics[f"flicker_{kind}"] = m["flicker"]
             if self.heldout_debs:
                 metrics.update({f"{k}_debs": v for k, v in evaluate_generator(generator, self.heldout_debs).items()})
         self.generator.to(self.device, memory_format=torch.channels_last).train()
@@ -291,6 +308,8 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
                     "LR = antialiased bicubic x1/scale, 8-bit",
             "precision": cfg.precision, "chroma_subsample": cfg.chroma_subsample,
             **({"h264_share": cfg.h264_share, "h264_crf": list(cfg.h264_crf)} if cfg.h264_share else {}),
+            **({"temporal_weight": cfg.temporal_weight, "temporal_border": cfg.temporal_border}
+               if cfg.temporal_weight else {}),
             "hardware": f"{device.type}: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
                         f"{torch.get_num_threads()} threads",
             "wall_time_s": round(first_wall + elapsed, 1), "steps_this_session": trainer.step - first_step,
