@@ -67,3 +67,20 @@ def test_receptive_radius_is_tight() -> None:
         near[..., c, c + r] += 1
         assert torch.equal(g(far)[..., c * 4:(c + 1) * 4, c * 4:(c + 1) * 4], base)
         assert not torch.equal(g(near)[..., c * 4:(c + 1) * 4, c * 4:(c + 1) * 4], base)
+
+
+def test_bicubic_skip_adds_the_bicubic_upscale_of_the_input() -> None:
+    """skip='bicubic': the network's output is added to F.interpolate bicubic; with the tail
+    zeroed the generator is exactly bicubic, and an unknown skip is a user error."""
+    config = GeneratorConfig(name="skip", num_blocks=2, channels=8, skip="bicubic")
+    g = Generator(config).eval()
+    with torch.no_grad():
+        g.tail.weight.zero_()
+        g.tail.bias.zero_()
+        x = torch.rand(1, 3, 12, 10)
+        expected = torch.nn.functional.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
+        assert torch.equal(g(x), expected)
+        assert torch.allclose(fold_batchnorm(g)(x), expected, atol=1e-6)
+    assert GeneratorConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(RtsrError, match="skip must be"):
+        GeneratorConfig(name="bad", skip="nearest")

@@ -22,8 +22,11 @@ class GeneratorConfig:
     channels: int = 64
     head_kernel: int = 9
     in_channels: int = 3
+    skip: str = "none"  # "bicubic": the network adds to the bicubic upscale of its input (flat areas start there)
 
     def __post_init__(self) -> None:
+        if self.skip not in ("none", "bicubic"):
+            raise RtsrError(f"model '{self.name}': skip must be none or bicubic, got {self.skip!r}")
         if self.scale not in (2, 4):
             raise RtsrError(f"model '{self.name}': scale must be 2 or 4, got {self.scale}")
         if self.num_blocks < 1 or self.channels < 1:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rtsr.models.config import DiscriminatorConfig, GeneratorConfig
@@ -60,7 +61,10 @@ class Generator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.head(x)
         feat = feat + self.body_bn(self.body_conv(self.body(feat)))
-        return self.tail(self.upsample(feat))
+        out = self.tail(self.upsample(feat))
+        if self.config.skip == "bicubic":
+            out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return out
 
 
 class Discriminator(nn.Module):
