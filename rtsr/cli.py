@@ -54,6 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--end", type=float, default=None, help="end time in seconds")
     up.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    seg = up.add_argument_group("segmented runs (a video cut at keyframes, its segments upscaled in parallel "
+                                "and joined; rerunning the same command resumes)")
+    seg.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="N local worker processes, each with its own model and a share of the cores")
+    seg.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                     help="Ray actors (one per GPU, else per node) on the cluster at ADDRESS, at RAY_ADDRESS, or "
+                          "on a local Ray; needs pip install 'rtsr[ray]'")
+    again = seg.add_mutually_exclusive_group()
+    again.add_argument("--resume", dest="fresh", action="store_false", default=False,
+                       help="keep the segments an earlier run of the same command finished (the default)")
+    again.add_argument("--fresh", action="store_true", help="discard them and start over")
+    seg.add_argument("--work-dir", type=Path, default=None,
+                     help="where the work folder goes (default: .rtsr-work beside the output; on a cluster, "
+                          "storage every node sees)")
+    seg.add_argument("--segment-seconds", type=float, default=None, metavar="S",
+                     help="about S seconds per segment (default 10-30, at least 4 per worker)")
 
     sub.add_parser("models", help="list the shipped models")
     sub.add_parser("info", help="versions, devices and which backends can run here")
@@ -227,6 +243,9 @@ def _upscale_video(src: Path, args: argparse.Namespace, loaded, target) -> None:
     with _blaming_a_cut(src):
         info = probe_video(src)  # a bad input is one line before the model is loaded
     check_destination(target(default_video_output(src, 1, args.codec)))
+    if args.workers is not None or args.ray is not None:
+        _upscale_video_segmented(src, args, target)
+        return
     upscaler = loaded()
     dst = target(default_video_output(src, upscaler.scale, args.codec))
     check_output(src, dst, args.overwrite)
@@ -244,6 +263,34 @@ def _upscale_video(src: Path, args: argparse.Namespace, loaded, target) -> None:
     print(f"{dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.2f} fps end to end, "
           f"{upscaler.card.name} x{upscaler.scale} via {upscaler.backend.name} on {upscaler.device}){skipped}"
           f"{_ends_early(src, info, stats, args)}")
+
+
+def _upscale_video_segmented(src: Path, args: argparse.Namespace, target) -> None:
+    """Segments on a local pool or on Ray; each worker loads the model, this process does not."""
+    from tqdm import tqdm
+
+    from rtsr.paths import check_output
+    from rtsr.segments import ProcessPool, RayExecutor, SegmentPolicy, UpscalerSpec, model_scale, upscale_segmented
+    from rtsr.video.pipeline import VideoJob, default_video_output
+
+    if args.segment_seconds is not None and args.segment_seconds <= 0:
+        raise RtsrError("--segment-seconds must be more than 0")
+    spec = UpscalerSpec(args.model, args.backend, args.device, args.tile, args.precision, args.batch)
+    _, scale = model_scale(spec)
+    dst = target(default_video_output(src, scale, args.codec))
+    check_output(src, dst, args.overwrite)
+    executor = (RayExecutor(spec, args.ray or None, args.workers) if args.ray is not None
+                else ProcessPool(spec, args.workers))
+    job = VideoJob(args.encode, args.batch, args.start, args.end, args.max_frames)
+    with tqdm(unit="frame", disable=args.quiet or not sys.stderr.isatty(), dynamic_ncols=True,
+              desc=src.name if len(args.inputs) > 1 else None) as bar:
+        with _blaming_a_cut(src):
+            stats = upscale_segmented(src, dst, spec, executor, job, args.work_dir, args.fresh,
+                                      SegmentPolicy(args.segment_seconds), progress=bar.update)
+    kept = stats.segments - len(stats.ran)
+    print(f"{dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.2f} fps end to end, "
+          f"{len(stats.ran)} of {stats.segments} segments run on {len(stats.nodes)} worker(s)"
+          f"{f', {kept} kept from an earlier run' if kept else ''}; join {stats.join_seconds:.1f} s)")
 
 
 @contextlib.contextmanager

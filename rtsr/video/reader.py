@@ -133,8 +133,9 @@ class VideoReader:
     """Decodes `path` on a background thread into a bounded queue of Video/PacketItems."""
 
     def __init__(self, path: Path, queue_size: int, start: float | None = None, end: float | None = None,
-                 max_frames: int | None = None) -> None:
+                 max_frames: int | None = None, frames: bool = True) -> None:
         self.path = path
+        self.frames = frames  # False: the copied streams' packets only, no video decoded (a segmented run's join)
         self.container = open_input(path)
         # FFmpeg's choice (av_find_best_stream): skips cover art, prefers the main picture
         self.stream = self.container.streams.best("video")
@@ -263,7 +264,7 @@ class VideoReader:
     def _decode_all(self) -> None:
         """Decode from the keyframe before --start; where that seek lands past the start (MPEG-TS and
         -PS have no index, and a decoder drops what comes before the next keyframe), from the top."""
-        if self.start is None:
+        if self.start is None or not self.frames:
             self._decode()
         elif not self._decode(seek_to=self.start):
             self.container.seek(0)
@@ -276,7 +277,7 @@ class VideoReader:
         if seek_to is not None:
             self.container.seek(int(seek_to / self.stream.time_base), stream=self.stream, backward=True)
         held: list[av.Packet] | None = [] if seek_to is not None else None  # copied packets until it is sure
-        streams = [self.stream] + [self.container.streams[i] for i in self.info.copy_streams]
+        streams = ([self.stream] if self.frames else []) + [self.container.streams[i] for i in self.info.copy_streams]
         for packet in self.container.demux(streams):
             if self._stop.is_set():
                 return True

@@ -147,7 +147,9 @@ class VideoWriter:
 
     def __init__(self, path: Path, info: VideoInfo, source: av.container.InputContainer | None, scale: int,
                  options: EncodeOptions, queue_size: int, offset_seconds: float = 0.0,
-                 end_seconds: float | None = None) -> None:
+                 end_seconds: float | None = None, video_template: av.stream.Stream | None = None) -> None:
+        """`video_template`: copy video packets encoded elsewhere (PacketItems of `info.video_index`,
+        a segmented run's join) into a stream made from it, instead of encoding FrameBatches."""
         check_encoder(options.codec)
         self.width, self.height = info.width * scale, info.height * scale
         self.color: ColorSpec = info.color
@@ -157,26 +159,15 @@ class VideoWriter:
             self.container = av.open(str(path), mode="w")
         except (av.error.FFmpegError, ValueError) as exc:
             raise RtsrError(f"cannot write {path.suffix} files: {exc}") from None
-        try:
-            self.video = self.container.add_stream(options.codec, rate=info.average_rate or DEFAULT_RATE,
-                                                   options=options.codec_options())
-        except ValueError:  # PyAV: "'gif' format does not support 'libsvtav1' codec"
-            self.container.close()
-            raise RtsrError(f"a {path.suffix} file cannot hold {options.codec} video; choose another -o "
-                            f"extension (.mkv holds them all)") from None
-        ctx = self.video.codec_context
-        ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, self.pix_fmt
-        if path.suffix.lower() not in REORDERING_CONTAINERS:
-            log.info("%s cannot time B-frames: encoding without them", path.suffix)
-            ctx.max_b_frames = 0
-        if info.sample_aspect_ratio:  # x4 in both directions keeps the pixel shape
-            ctx.sample_aspect_ratio = info.sample_aspect_ratio
+        self.video_index = info.video_index
+        self.encoding = video_template is None
+        if self.encoding:
+            self.video = self._add_encoder(path, info, options)
+        else:
+            self.video = self.container.add_stream_from_template(video_template)
+            self.video.time_base = video_template.time_base
         if info.timecode:  # MOV writes it as a tmcd track, Matroska as a tag
             self.video.metadata["timecode"] = info.timecode
-        ctx.time_base = info.time_base
-        self.video.time_base = info.time_base
-        ctx.colorspace, ctx.color_range = info.color.colorspace, info.color.color_range
-        ctx.color_primaries, ctx.color_trc = info.color.color_primaries, info.color.color_trc
         if source is not None:  # a file's titles, languages, track flags and chapters travel with it
             self.container.metadata.update(_kept_tags(source.metadata))
             end = Fraction(end_seconds).limit_denominator(10**6) if end_seconds is not None else None
@@ -209,6 +200,27 @@ class VideoWriter:
         self._started = False
         self._thread = threading.Thread(target=self._run, name="rtsr-writer", daemon=True)
         self._thread.start()
+
+    def _add_encoder(self, path: Path, info: VideoInfo, options: EncodeOptions) -> av.stream.Stream:
+        try:
+            video = self.container.add_stream(options.codec, rate=info.average_rate or DEFAULT_RATE,
+                                              options=options.codec_options())
+        except ValueError:  # PyAV: "'gif' format does not support 'libsvtav1' codec"
+            self.container.close()
+            raise RtsrError(f"a {path.suffix} file cannot hold {options.codec} video; choose another -o "
+                            f"extension (.mkv holds them all)") from None
+        ctx = video.codec_context
+        ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, self.pix_fmt
+        if path.suffix.lower() not in REORDERING_CONTAINERS:
+            log.info("%s cannot time B-frames: encoding without them", path.suffix)
+            ctx.max_b_frames = 0
+        if info.sample_aspect_ratio:  # x4 in both directions keeps the pixel shape
+            ctx.sample_aspect_ratio = info.sample_aspect_ratio
+        ctx.time_base = info.time_base
+        video.time_base = info.time_base
+        ctx.colorspace, ctx.color_range = info.color.colorspace, info.color.color_range
+        ctx.color_primaries, ctx.color_trc = info.color.color_primaries, info.color.color_trc
+        return video
 
     def _attach(self, stream: av.stream.AttachmentStream, suffix: str) -> None:
         try:
@@ -268,12 +280,14 @@ class VideoWriter:
                 start = time.perf_counter()
                 if isinstance(item, FrameBatch):
                     self._write_frames(item)
+                elif item.stream_index == self.video_index:
+                    self._copy_video(item.packet)
                 else:
                     self._pending.append(item)
                 self.busy_seconds += time.perf_counter() - start
             if self._aborted:
                 return
-            for packet in self.video.encode(None):
+            for packet in self.video.encode(None) if self.encoding else ():
                 self.container.mux(packet)
             self._flush_pending(self._cut_at)
             self.container.close()
@@ -320,6 +334,14 @@ class VideoWriter:
         finally:
             batch.release()
         self._video_seconds = float((batch.pts[-1]) * batch.time_base)
+        self._flush_pending(self._video_seconds)
+
+    def _copy_video(self, packet: av.Packet) -> None:
+        """A video packet encoded elsewhere (in decode order, on the input's clock)."""
+        seconds = float(packet.pts * packet.time_base)
+        self._video_seconds = seconds if self._video_seconds is None else max(self._video_seconds, seconds)
+        self._mux_copied(packet, self.video)
+        self.frames_written += 1
         self._flush_pending(self._video_seconds)
 
     def _flush_pending(self, until: float | None) -> None:
