@@ -49,10 +49,12 @@ setup(
         # R74+ (Python >= 3.12); bestsource is the source filter the scripts use
         "vs": ["vapoursynth>=74", "vapoursynth-bestsource>=11"],
         "train": ["scikit-image>=0.21", "scikit-learn>=1.3", "matplotlib>=3.7"],
+        # segmented runs on a Ray cluster (rtsr upscale --ray): actors per GPU, restarts, retries
+        "ray": ["ray>=2.60"],
         # build: tests/test_install.py builds the wheel and the sdist the way users do
         "test": ["pytest>=7", "build>=1", "onnx>=1.15", "onnxruntime>=1.17", "scikit-image>=0.21",
                  "scikit-learn>=1.3", "matplotlib>=3.7", "openvino>=2024.0", "ncnn>=1.0.20240410",
-                 "pnnx>=20240410"],
+                 "pnnx>=20240410", "ray>=2.60"],
     },
     entry_points={"console_scripts": ["rtsr=rtsr.cli:main"]},
 )
