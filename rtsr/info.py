@@ -44,11 +44,37 @@ def collect_info() -> dict[str, str]:
     device = resolve_device(None)
     for name in BACKENDS:
         reason = unavailable_reason(name, device)
-        info[f"backend {name}"] = f"ready on {device}" if reason is None else f"unavailable: {reason}"
+        info[f"backend {name}"] = f"ready on {device}{backend_detail(name)}" if reason is None else f"unavailable: {reason}"
+    info["backend auto"] = auto_choice(device)
     tt_reason = unavailable_reason("tensorrt", device) or torch_tensorrt_unavailable_reason()
     info["route torch-tensorrt"] = "ready" if tt_reason is None else f"unavailable: {tt_reason}"
     info.update(locations())
     return info
+
+
+def backend_detail(name: str) -> str:
+    """Which device a ready backend would run on, where that is not the torch device."""
+    if name == "vulkan":
+        from rtsr.backends.vulkan_backend import default_index, device_label, is_software
+
+        index = default_index()
+        return (f", Vulkan device {index}: {device_label(index)}"
+                + (" (correct on software Vulkan, speed unmeasured)" if is_software(index) else ""))
+    if name == "openvino":
+        import openvino
+
+        return f", OpenVINO devices {', '.join(openvino.Core().available_devices)}"
+    return ""
+
+
+def auto_choice(device: torch.device) -> str:
+    """What backend="auto" runs for the default model here: the cached measurement, or what will be timed."""
+    from rtsr.backends.autoselect import summary
+    from rtsr.models.weights import load_weights, resolve_model
+    from rtsr.settings import load_settings
+
+    generator, card = load_weights(resolve_model(load_settings().model))
+    return f"{card.name}: {summary(generator, device)}"
 
 
 def cpu_precision() -> str:

@@ -1,17 +1,13 @@
 """Backends behind one interface, and the choice among them (`auto`)."""
 from __future__ import annotations
 
-import logging
-
 import torch
 
 from rtsr.backends.base import Backend, BackendUnavailable
 from rtsr.backends.torch_backend import TorchBackend
 from rtsr.models.srgan import Generator
 
-log = logging.getLogger(__name__)
-
-BACKENDS = ("tensorrt", "torch", "openvino", "vulkan")  # "auto" tries them in this order: fastest first
+BACKENDS = ("tensorrt", "torch", "openvino", "vulkan")  # "auto" measures them (rtsr.backends.autoselect)
 ALIASES = {"trt": "tensorrt"}
 
 
@@ -67,14 +63,10 @@ def create_backend(name: str, generator: Generator, device: torch.device, max_ba
     `precision` ('auto', 'fp32', 'bf16', 'fp16'; see rtsr.devices.resolve_precision)."""
     requested = ALIASES.get(name, name)  # may name a Vulkan device: 'vulkan:1'
     name = canonical(requested)
-    if name == "auto":
-        for candidate in BACKENDS:
-            reason = unavailable_reason(candidate, device) or precision_reason(candidate, precision)
-            if reason is None:
-                name = requested = candidate  # the last, torch, always can run
-                break
-            log.info("backend %s skipped: %s", candidate, reason)
-        log.info("backend auto -> %s", name)
+    if name == "auto":  # measured once per machine, model and versions, then cached (autoselect)
+        from rtsr.backends.autoselect import choose
+
+        name = requested = choose(generator, device, precision).backend
     reason = unavailable_reason(requested, device) or precision_reason(name, precision)
     if reason is not None:
         raise BackendUnavailable(f"backend '{name}' unavailable: {reason}")

@@ -14,7 +14,9 @@ a real GPU.
 """
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import subprocess
 import tempfile
 from importlib import metadata
@@ -44,7 +46,24 @@ def _ncnn():
             raise BackendUnavailable(f"the {module} package is not installed (pip install 'rtsr[vulkan]')") from None
     import ncnn
 
+    _quiet_gpu_instance(ncnn)
     return ncnn
+
+
+@functools.cache
+def _quiet_gpu_instance(ncnn) -> None:
+    """Create ncnn's Vulkan instance once, its device report (printed to the process's stderr by
+    C code, 4 lines per device) going to the debug log instead: only rtsr's CLI writes to the terminal."""
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            ncnn.create_gpu_instance()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        log.debug("ncnn Vulkan devices:\n%s", sink.read().decode(errors="replace").rstrip())
 
 
 def unavailable_reason(device: torch.device, index: int | None = None) -> str | None:
@@ -63,6 +82,11 @@ def unavailable_reason(device: torch.device, index: int | None = None) -> str | 
     if index is not None and not 0 <= index < count:
         return f"Vulkan device {index} asked for, but {count} Vulkan device(s) are visible (0..{count - 1})"
     return None
+
+
+def default_index() -> int:
+    """The Vulkan device ncnn picks when none is named (a discrete GPU before an integrated one)."""
+    return _ncnn().get_default_gpu_index()
 
 
 def device_label(index: int) -> str:
@@ -119,7 +143,7 @@ class VulkanBackend:
             raise RtsrError("precision bf16 is for CPUs; the Vulkan backend runs fp16 storage (auto) or fp32")
         ncnn = _ncnn()
         self.device, self.scale, self.dtype = device, generator.scale, torch.float32
-        self.index = ncnn.get_default_gpu_index() if index is None else index
+        self.index = default_index() if index is None else index
         self.software = is_software(self.index)
         param, weights = converted_model(generator, model_hash(generator))
         net = ncnn.Net()
