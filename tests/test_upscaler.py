@@ -86,7 +86,14 @@ def test_tensorrt_without_tensorrt_is_a_clear_error(tiny_weights: Path) -> None:
         Upscaler(tiny_weights, backend="tensorrt", device="cpu")
 
 
-def test_auto_backend_falls_back_to_torch_on_cpu(tiny_weights: Path) -> None:
+def test_auto_backend_falls_back_to_torch_where_nothing_else_runs(tiny_weights: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto measures the backends that can run (rtsr.backends.autoselect); torch always can."""
+    import rtsr.backends
+
+    monkeypatch.setenv("RTSR_CACHE_DIR", str(tiny_weights.parent / "cache"))  # no earlier measurement
+    monkeypatch.setattr(rtsr.backends, "unavailable_reason",
+                        lambda name, device: None if name == "torch" else "not installed (test)")
     assert Upscaler(tiny_weights, backend="auto", device="cpu").backend.name == "torch"
 
 
