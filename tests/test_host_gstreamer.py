@@ -181,6 +181,19 @@ def test_bad_property_is_one_error(prop: str, words: str, gst_env) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_without_rtsr_one_error_then_found_once_fixed(gst_env, tmp_path: Path) -> None:
+    """GStreamer caches which elements its scan found: a first run without RTSR_GST_SITE must fail
+    in one line and leave the element findable once the environment is right."""
+    env = dict(gst_env, GST_REGISTRY=str(tmp_path / "registry.bin"))
+    pipeline = ["gst-launch-1.0", "videotestsrc", "num-buffers=2", "!", "video/x-raw,width=32,height=32", "!",
+                "rtsrupscale", f"model={MODEL}", "backend=torch", "device=cpu", "!", "fakesink"]
+    broken = subprocess.run(pipeline, capture_output=True, text=True, env={**env, "RTSR_GST_SITE": ""}, timeout=120)
+    errors = [line for line in (broken.stdout + broken.stderr).splitlines() if line.startswith("ERROR: from")]
+    assert broken.returncode != 0 and len(errors) == 1 and "No module named 'rtsr'" in errors[0], broken.stderr
+    fixed = subprocess.run(pipeline, capture_output=True, text=True, env=env, timeout=120)
+    assert fixed.returncode == 0, fixed.stdout[-2000:] + fixed.stderr[-2000:]
+
+
 def test_live_source_drops_late_frames(gst_env, tmp_path: Path) -> None:
     """30 fps live frames into a model far slower than that, no queue between: the element's QoS
     drops the frames that would reach the synchronised sink late, before the model runs them."""
