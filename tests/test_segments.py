@@ -44,7 +44,8 @@ def make_clip(folder: Path, name: str, open_gop: bool) -> Path:
     path = folder / name
     subs = "mov_text" if path.suffix == ".mp4" else "srt"
     subprocess.run(["ffmpeg", "-v", "error", "-y",
-                    "-f", "lavfi", "-i", f"testsrc2=size=64x48:rate=24000/1001:duration=4", "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration=4",
+                    "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24000/1001:duration=4",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=4",
                     "-i", str(folder / "subs.srt"), "-f", "ffmetadata", "-i", str(folder / "chapters.txt"),
                     "-map", "0", "-map", "1", "-map", "2", "-map_metadata", "3", "-map_chapters", "3",
                     "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-bf", "3", "-g", "24",
@@ -53,24 +54,26 @@ def make_clip(folder: Path, name: str, open_gop: bool) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The clips, tiny weights, and each clip's one-process output (CRF 18, and lossless)."""
-    folder = tmp_path_factory.mktemp("segments")
+def make_media(folder: Path, clips: dict[str, bool]) -> dict:
+    """Tiny weights, the clips (name: open GOP?) and each clip's one-process output (CRF 18, and
+    lossless: the reference both outputs' PSNR is taken against)."""
     g = make_generator()
     weights = folder / "tiny-x4.pt"
     save_weights(weights, g, ModelCard(name="tiny-x4", config=g.config.to_dict()))
     upscaler = Upscaler(weights, device="cpu")
-    clips = {"closed.mp4": make_clip(folder, "closed.mp4", open_gop=False),
-             "open.mkv": make_clip(folder, "open.mkv", open_gop=True)}
-    single, lossless = {}, {}
-    for name, clip in clips.items():
-        single[name] = folder / f"single-{name}"
-        upscale_video(clip, single[name], upscaler, VideoJob())
-        lossless[name] = folder / f"lossless-{name}"
-        upscale_video(clip, lossless[name], upscaler, VideoJob(EncodeOptions(crf=0)))
-    return {"folder": folder, "weights": weights, "clips": clips, "single": single, "lossless": lossless,
-            "spec": UpscalerSpec(str(weights), device="cpu")}
+    media: dict = {"weights": weights, "spec": UpscalerSpec(str(weights), device="cpu"), "clips": {}, "single": {},
+                   "lossless": {}}
+    for name, open_gop in clips.items():
+        clip = media["clips"][name] = make_clip(folder, name, open_gop)
+        upscale_video(clip, media["single"].setdefault(name, folder / f"single-{name}"), upscaler, VideoJob())
+        upscale_video(clip, media["lossless"].setdefault(name, folder / f"lossless-{name}"), upscaler,
+                      VideoJob(EncodeOptions(crf=0)))
+    return media
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return make_media(tmp_path_factory.mktemp("segments"), {"closed.mp4": False, "open.mkv": True})
 
 
 def packets(path: Path) -> dict[str, list[tuple]]:

@@ -13,30 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from rtsr.models.weights import ModelCard, save_weights
-from rtsr.segments import RayExecutor, UpscalerSpec, upscale_segmented
-from rtsr.upscaler import Upscaler
-from rtsr.video.pipeline import VideoJob, upscale_video
-from rtsr.video.writer import EncodeOptions
-from tests.conftest import make_generator
-from tests.test_segments import POLICY, assert_same_as_single, make_clip, pytestmark  # noqa: F401 (ffmpeg skip)
+from rtsr.segments import RayExecutor, upscale_segmented
+from tests.test_segments import POLICY, assert_same_as_single, make_media, pytestmark
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[test]' installs it)")
+pytestmark = [pytestmark, pytest.mark.slow]  # a Ray cluster starts in seconds and takes ~700 MB a node
 ACTOR = b"ray::_SegmentActor"
 
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    folder = tmp_path_factory.mktemp("ray")
-    g = make_generator()
-    weights = folder / "tiny-x4.pt"
-    save_weights(weights, g, ModelCard(name="tiny-x4", config=g.config.to_dict()))
-    clip = make_clip(folder, "closed.mp4", open_gop=False)
-    upscaler = Upscaler(weights, device="cpu")
-    upscale_video(clip, folder / "single.mp4", upscaler, VideoJob())
-    upscale_video(clip, folder / "lossless.mp4", upscaler, VideoJob(EncodeOptions(crf=0)))
-    return {"clip": clip, "single": folder / "single.mp4", "lossless": folder / "lossless.mp4",
-            "spec": UpscalerSpec(str(weights), device="cpu")}
+    return make_media(tmp_path_factory.mktemp("ray"), {"closed.mp4": False})
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +41,12 @@ def cluster():
 
 def test_segments_spread_over_both_nodes(media: dict, cluster, tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
-    stats = upscale_segmented(media["clip"], out, media["spec"], RayExecutor(media["spec"]), policy=POLICY)
+    clip, spec = media["clips"]["closed.mp4"], media["spec"]
+    stats = upscale_segmented(clip, out, spec, RayExecutor(spec), policy=POLICY)
     assert sorted(stats.ran) == [0, 1, 2, 3] and stats.frames == 96
     alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     assert len(alive) == 2 and stats.nodes == alive  # one actor per node, and each took segments
-    assert_same_as_single(out, media["single"], media["lossless"])
+    assert_same_as_single(out, media["single"]["closed.mp4"], media["lossless"]["closed.mp4"])
 
 
 def _busy_actor_pids() -> list[int]:
@@ -75,13 +63,12 @@ def _busy_actor_pids() -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the actors through Linux's /proc")
 def test_sigkill_of_an_actor_still_finishes_the_same_output(media: dict, cluster, tmp_path: Path) -> None:
-    out = tmp_path / "out.mp4"
+    clip, spec, out = media["clips"]["closed.mp4"], media["spec"], tmp_path / "out.mp4"
     result: dict = {}
 
     def run() -> None:
         try:
-            result["stats"] = upscale_segmented(media["clip"], out, media["spec"], RayExecutor(media["spec"]),
-                                                policy=POLICY)
+            result["stats"] = upscale_segmented(clip, out, spec, RayExecutor(spec), policy=POLICY)
         except BaseException as exc:  # handed to the test thread
             result["error"] = exc
 
@@ -97,4 +84,4 @@ def test_sigkill_of_an_actor_still_finishes_the_same_output(media: dict, cluster
     thread.join(120)
     assert "error" not in result, result.get("error")
     assert sorted(result["stats"].ran) == [0, 1, 2, 3]
-    assert_same_as_single(out, media["single"], media["lossless"])
+    assert_same_as_single(out, media["single"]["closed.mp4"], media["lossless"]["closed.mp4"])
