@@ -221,3 +221,28 @@ def test_cli_errors_are_one_line_and_leave_no_output(media: dict, tmp_path: Path
         err = capsys.readouterr().err
         assert err.startswith("rtsr: error: ") and err.count("\n") == 1 and fragment in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw.h264"]
+
+
+@pytest.mark.slow
+def test_real_mpegts_range_matches_the_one_process_run(tmp_path: Path) -> None:
+    """A packaged MPEG-TS nobody here made (H.264 388x300 15 fps and AAC, both from 1.4 s), over
+    --end 1.5 (two segments), judged by ffprobe against the one-process run."""
+    from tests import realmedia
+
+    src = realmedia.require_media("test-segment.ts")
+    g = make_generator(scale=2, blocks=1, channels=4)
+    weights = tmp_path / "x2.pt"
+    save_weights(weights, g, ModelCard(name="x2", config=g.config.to_dict()))
+    job, spec = VideoJob(end=1.5), UpscalerSpec(str(weights), device="cpu")
+    single, out = tmp_path / "single.ts", tmp_path / "seg.ts"
+    upscale_video(src, single, Upscaler(weights, device="cpu"), job)
+    stats = upscale_segmented(src, out, spec, ProcessPool(spec, 2, threads=1), job, policy=SegmentPolicy(seconds=0.5))
+    assert stats.segments == 2
+    ours, theirs = realmedia.probe(out), realmedia.probe(single)
+    facts = [[(s["codec_type"], s["codec_name"], s.get("width"), s.get("nb_read_frames")) for s in p["streams"]]
+             for p in (ours, theirs)]
+    assert facts[0] == facts[1] and facts[0][0] == ("video", "h264", 776, str(stats.frames))
+    assert realmedia.frame_times(out) == realmedia.frame_times(single)
+    assert realmedia.frame_times(out, "a:0") == realmedia.frame_times(single, "a:0")
+    got, want = packets(out), packets(single)
+    assert got["1:audio"] == want["1:audio"]
