@@ -10,7 +10,9 @@ RGB goes to the Upscaler as it is; I420/NV12 go through rtsr's own YUV <-> RGB
 (`rtsr.video.color`, the colorimetry of the caps; untagged: BT.709 from 720 lines, else BT.601),
 as `rtsr upscale` converts a file. QoS is on: a buffer that would reach a synchronised sink late
 is dropped before the model runs, so a slow model drops frames instead of growing latency.
-One buffer is one model call (batching frames would make a live stream wait for later ones).
+`batch=N` upscales N buffers in one model call (worth it on a GPU, for files: a buffer then waits
+for the next ones, and QoS, which drops late buffers only at batch=1, is off); the last short
+batch goes out at EOS, and a seek drops what waited.
 
 GStreamer's Python plugin loader runs this in its own Python (Debian 12: 3.11); the stub in
 `gst/python/` adds the site-packages that `rtsr gst-path` exports, then imports this module.
@@ -59,12 +61,16 @@ class RtsrUpscale(GstBase.BaseTransform):
         "device": (str, "device", "cpu, cuda or cuda:N (empty: the GPU if there is one)", "", _READWRITE),
         "tile": (int, "tile", "largest input tile side in pixels (0: the runtime default)", 0, 1 << 20, 0, _READWRITE),
         "precision": (str, "precision", "auto, fp32, bf16 or fp16", "auto", _READWRITE),
+        "batch": (int, "batch", "frames per model call; above 1 each buffer waits for the next ones (for files, "
+                                "not live sources: QoS drops only at 1)", 1, 64, 1, _READWRITE),
     }
 
     def __init__(self) -> None:
         super().__init__()
-        self.props_ = {"model": "", "backend": "auto", "device": "", "tile": 0, "precision": "auto"}
+        self.props_ = {"model": "", "backend": "auto", "device": "", "tile": 0, "precision": "auto", "batch": 1}
         self.upscaler: Upscaler | None = None
+        self.pending: list[Gst.Buffer] = []  # batch > 1: inputs waiting for a full batch
+        self.ready: list[Gst.Buffer] = []  # and the outputs of the last one, handed out one by one
         self.set_qos_enabled(True)
 
     def do_get_property(self, prop: GObject.ParamSpec):
@@ -80,7 +86,7 @@ class RtsrUpscale(GstBase.BaseTransform):
             p = self.props_
             try:
                 self.upscaler = Upscaler(p["model"] or None, backend=p["backend"], device=p["device"] or None,
-                                         tile=p["tile"] or None, precision=p["precision"])
+                                         tile=p["tile"] or None, batch=p["batch"], precision=p["precision"])
             except RtsrError as exc:
                 self._error(str(exc))
         return self.upscaler
@@ -117,6 +123,9 @@ class RtsrUpscale(GstBase.BaseTransform):
         return True, GstVideo.VideoInfo.new_from_caps(othercaps).size
 
     def do_set_caps(self, incaps: Gst.Caps, outcaps: Gst.Caps) -> bool:
+        if self.pending:
+            self._error("the format changed while batched frames waited (batch=1 takes streams that change)")
+            return False
         self.in_info = GstVideo.VideoInfo.new_from_caps(incaps)
         self.out_info = GstVideo.VideoInfo.new_from_caps(outcaps)
         self.format = self.in_info.finfo.format.value_nick.upper()
@@ -130,34 +139,78 @@ class RtsrUpscale(GstBase.BaseTransform):
         return True
 
     def do_transform(self, inbuf: Gst.Buffer, outbuf: Gst.Buffer) -> Gst.FlowReturn:
-        ok_in, src = inbuf.map(Gst.MapFlags.READ)
-        ok_out, dst = outbuf.map(Gst.MapFlags.WRITE)
+        return self._upscale_into([inbuf], [outbuf])
+
+    # batch > 1: BaseTransform hands each input to submit_input_buffer, then asks generate_output
+    # for outputs until it gets none; at 1 both are BaseTransform's own (QoS, then transform)
+    def do_submit_input_buffer(self, is_discont: bool, inbuf: Gst.Buffer) -> Gst.FlowReturn:
+        if self.props_["batch"] == 1:
+            return GstBase.BaseTransform.do_submit_input_buffer(self, is_discont, inbuf)
+        self.pending.append(inbuf)
+        return Gst.FlowReturn.OK
+
+    def do_generate_output(self):
+        if self.props_["batch"] == 1:
+            return GstBase.BaseTransform.do_generate_output(self)
+        if len(self.pending) >= self.props_["batch"]:
+            flow = self._run_pending()
+            if flow != Gst.FlowReturn.OK:
+                return flow, None
+        return Gst.FlowReturn.OK, self.ready.pop(0) if self.ready else None
+
+    def do_sink_event(self, event: Gst.Event) -> bool:
+        if event.type == Gst.EventType.EOS and self.pending:  # the last, short batch
+            if self._run_pending() == Gst.FlowReturn.OK:
+                while self.ready and self.srcpad.push(self.ready.pop(0)) == Gst.FlowReturn.OK:
+                    pass
+        elif event.type == Gst.EventType.FLUSH_STOP:  # a seek: what waited belongs to the old position
+            self.pending, self.ready = [], []
+        return GstBase.BaseTransform.do_sink_event(self, event)
+
+    def _run_pending(self) -> Gst.FlowReturn:
+        """The waiting inputs in one model call, their outputs (with their timestamps) into `ready`."""
+        inputs, self.pending = self.pending, []
+        outputs = [Gst.Buffer.new_allocate(None, self.out_info.size, None) for _ in inputs]
+        for inbuf, outbuf in zip(inputs, outputs):
+            outbuf.pts, outbuf.dts, outbuf.duration = inbuf.pts, inbuf.dts, inbuf.duration
+            outbuf.offset, outbuf.offset_end = inbuf.offset, inbuf.offset_end
+        flow = self._upscale_into(inputs, outputs)
+        self.ready += outputs
+        return flow
+
+    def _upscale_into(self, inputs: list[Gst.Buffer], outputs: list[Gst.Buffer]) -> Gst.FlowReturn:
+        """Map the buffers, upscale all inputs in one model call, write each output."""
+        maps = [(buf, *buf.map(flag)) for bufs, flag in ((inputs, Gst.MapFlags.READ), (outputs, Gst.MapFlags.WRITE))
+                for buf in bufs]
         try:
-            if not (ok_in and ok_out):
+            if not all(ok for _, ok, _ in maps):
                 return Gst.FlowReturn.ERROR
-            data_in = np.frombuffer(src.data, np.uint8)
-            data_out = np.frombuffer(dst.data, np.uint8)
+            data = [np.frombuffer(m.data, np.uint8) for _, _, m in maps]
+            data_in, data_out = data[:len(inputs)], data[len(inputs):]
             if self.format == "RGB":
-                # a copy: the mapped input is read-only, and torch wants writable arrays
-                _plane(data_out, self.out_info, 0, 3)[:] = self.upscaler(np.array(_plane(data_in, self.in_info, 0, 3)))
+                # np.stack copies: the mapped input is read-only, and torch wants writable arrays
+                frames = self.upscaler(np.stack([_plane(d, self.in_info, 0, 3) for d in data_in]))
+                for d, frame in zip(data_out, frames):
+                    _plane(d, self.out_info, 0, 3)[:] = frame
             else:
                 self._transform_yuv(data_in, data_out)
         finally:
-            if ok_out:
-                outbuf.unmap(dst)
-            if ok_in:
-                inbuf.unmap(src)
+            for buf, ok, m in maps:
+                if ok:
+                    buf.unmap(m)
         return Gst.FlowReturn.OK
 
     @torch.inference_mode()
-    def _transform_yuv(self, data_in: np.ndarray, data_out: np.ndarray) -> None:
+    def _transform_yuv(self, data_in: list[np.ndarray], data_out: list[np.ndarray]) -> None:
         """4:2:0 planes -> RGB -> the model -> 4:2:0, through rtsr.video.color as the file pipeline does."""
         up = self.upscaler
-        planes = self._planes(data_in, self.in_info)
-        y, u, v = (torch.from_numpy(np.array(p))[None].to(up.device) for p in planes)
-        rgb = up.upscale_tensor(color.yuv420_to_rgb(y, u, v, self.spec))
-        for dest, plane in zip(self._planes(data_out, self.out_info), color.rgb_to_yuv420(rgb, self.spec)):
-            dest[:] = plane[0].cpu().numpy()
+        planes = [self._planes(d, self.in_info) for d in data_in]
+        y, u, v = (torch.from_numpy(np.stack([p[i] for p in planes])).to(up.device) for i in range(3))
+        yuv = [p.cpu().numpy() for p in color.rgb_to_yuv420(up.upscale_tensor(color.yuv420_to_rgb(y, u, v, self.spec)),
+                                                            self.spec)]
+        for n, d in enumerate(data_out):
+            for dest, plane in zip(self._planes(d, self.out_info), yuv):
+                dest[:] = plane[n]
 
     def _planes(self, data: np.ndarray, info: GstVideo.VideoInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Y, U, V views of an I420 or NV12 buffer (NV12's interleaved chroma as strided views)."""
