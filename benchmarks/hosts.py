@@ -6,9 +6,11 @@ the 3.12 venv of .ci/run; GStreamer: Debian's Python with this Python's packages
     python benchmarks/hosts.py --frames 5 --note "idle machine"
 
 Per frame, "model" is the time inside the Upscaler call the host makes (and the bare call's
-time, round-robin with it), "glue" the rest of the host's time for that frame: for VapourSynth
-get_frame's wall time minus the model, for GStreamer the element's time between a buffer entering
-its sink pad and leaving its src pad, minus the model. Writes a JSON record under
+time, round-robin with it), "colour" the element's calls of rtsr's YUV <-> RGB (rtsr.video.color,
+which the file pipeline makes too; VapourSynth's YUV goes through core.resize, counted as glue),
+"glue" the rest of the host's time for that frame: for VapourSynth get_frame's wall time, for
+GStreamer the element's time between a buffer entering its sink pad and leaving its src pad,
+less the model and the colour conversion. Writes a JSON record under
 benchmarks/results/ (benchmarks/report.py lists its rows).
 
 This file runs under each host's interpreter too (`--side vs|gst`), with the standard library
@@ -31,15 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "sample.mp4"  # the repo's sample, scaled to the benchmark size
 
 
-class ModelClock:
-    """Times every outermost Upscaler entry (numpy or tensor) of this process."""
+class Clock:
+    """Times every outermost call of the given functions (owner, name) in this process."""
 
-    def __init__(self) -> None:
-        from rtsr.upscaler import Upscaler
-
+    def __init__(self, *targets: tuple[object, str]) -> None:
         self.seconds, self.depth = 0.0, 0
-        for name in ("__call__", "upscale_tensor"):
-            setattr(Upscaler, name, self._timed(getattr(Upscaler, name)))
+        for owner, name in targets:
+            setattr(owner, name, self._timed(getattr(owner, name)))
 
     def _timed(self, method):
         def timed(*args, **kwargs):
@@ -58,6 +58,13 @@ class ModelClock:
         return seconds
 
 
+def model_clock() -> Clock:
+    """Every outermost Upscaler entry (numpy or tensor)."""
+    from rtsr.upscaler import Upscaler
+
+    return Clock((Upscaler, "__call__"), (Upscaler, "upscale_tensor"))
+
+
 def side_vs(args: argparse.Namespace) -> list[dict]:
     import numpy as np
     import vapoursynth as vs
@@ -65,7 +72,7 @@ def side_vs(args: argparse.Namespace) -> list[dict]:
     from rtsr.hosts.vapoursynth import upscale
     from rtsr.upscaler import Upscaler
 
-    clock = ModelClock()
+    clock = model_clock()
     bare = Upscaler(args.model, device="cpu")
     base = vs.core.bs.VideoSource(str(SAMPLE))
     rows = []
@@ -88,7 +95,7 @@ def side_vs(args: argparse.Namespace) -> list[dict]:
             start = time.perf_counter()
             host.get_frame(n)
             host_total = time.perf_counter() - start
-            samples.append((bare_total, bare_model, host_total, clock.take()))
+            samples.append((bare_total, bare_model, host_total, clock.take(), 0.0))
         rows.append(_row("vapoursynth", fmt, args, samples))
     return rows
 
@@ -104,9 +111,11 @@ def side_gst(args: argparse.Namespace) -> list[dict]:
     from gi.repository import Gst
 
     from rtsr.upscaler import Upscaler
+    from rtsr.video import color
 
     Gst.init(None)
-    clock = ModelClock()
+    clock = model_clock()
+    colour = Clock((color, "yuv420_to_rgb"), (color, "rgb_to_yuv420"))  # the element calls them as color.NAME
     bare = Upscaler(args.model, backend="torch", device="cpu")
     rows = []
     for fmt in ("RGB", "I420"):
@@ -116,14 +125,14 @@ def side_gst(args: argparse.Namespace) -> list[dict]:
             f"! rtsrupscale name=up model={args.model} backend=torch device=cpu ! fakesink sync=false")
         element = pipeline.get_by_name("up")
         entered: dict[int, float] = {}
-        spent: list[tuple[float, float]] = []  # (element seconds, model seconds) per buffer
+        spent: list[tuple[float, float, float]] = []  # (element, model, colour conversion) seconds per buffer
 
         def enter(_pad, info):
             entered[info.get_buffer().pts] = time.perf_counter()
             return Gst.PadProbeReturn.OK
 
         def leave(_pad, info):
-            spent.append((time.perf_counter() - entered.pop(info.get_buffer().pts), clock.take()))
+            spent.append((time.perf_counter() - entered.pop(info.get_buffer().pts), clock.take(), colour.take()))
             return Gst.PadProbeReturn.OK
 
         element.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, enter)
@@ -138,25 +147,27 @@ def side_gst(args: argparse.Namespace) -> list[dict]:
         bare(np.zeros((args.height, args.width, 3), np.uint8))
         clock.take()
         samples = []
-        for element_total, element_model in spent[1:args.frames + 1]:
+        for element_total, element_model, element_colour in spent[1:args.frames + 1]:
             picture = np.random.default_rng(len(samples)).integers(0, 256, (args.height, args.width, 3), np.uint8)
             start = time.perf_counter()
             bare(picture)
-            samples.append((time.perf_counter() - start, clock.take(), element_total, element_model))
+            samples.append((time.perf_counter() - start, clock.take(), element_total, element_model, element_colour))
         rows.append(_row("gstreamer", fmt, args, samples))
     return rows
 
 
-def _row(host: str, fmt: str, args: argparse.Namespace, samples: list[tuple[float, float, float, float]]) -> dict:
-    """samples: (bare total, bare model, host total, model inside the host) seconds per frame."""
+def _row(host: str, fmt: str, args: argparse.Namespace, samples: list[tuple[float, ...]]) -> dict:
+    """samples: (bare total, bare model, host total, model inside the host, rtsr's YUV<->RGB inside the
+    host) seconds per frame; glue is the host's time outside both."""
     bare_model = statistics.median(s[1] for s in samples)
-    glue = statistics.median(s[2] - s[3] for s in samples)
+    glue = statistics.median(s[2] - s[3] - s[4] for s in samples)
     host_total = statistics.median(s[2] for s in samples)
     return {"kind": "host", "name": f"{host}-{fmt}", "model": args.model, "size": f"{args.width}x{args.height}",
             "batch": 1, "fps": 1 / host_total, "ms_per_frame": host_total * 1000,
             "bare_upscaler_ms": statistics.median(s[0] for s in samples) * 1000,
             "model_ms_in_host": statistics.median(s[3] for s in samples) * 1000,
-            "bare_model_ms": bare_model * 1000, "glue_ms": glue * 1000, "glue_pct_of_model": 100 * glue / bare_model,
+            "bare_model_ms": bare_model * 1000, "colour_ms_in_host": statistics.median(s[4] for s in samples) * 1000,
+            "glue_ms": glue * 1000, "glue_pct_of_model": 100 * glue / bare_model,
             "frames": len(samples), "python": platform.python_version(), "torch": _torch_version(), "note": args.note}
 
 
@@ -210,10 +221,11 @@ def main() -> int:
     day = dt.date.today().isoformat()
     dest = args.json or ROOT / "benchmarks" / "results" / f"cpu-{platform.machine()}-{os.cpu_count()}core-{day}-hosts.json"
     dest.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"{'row':<22} {'host ms':>9} {'model ms':>9} {'bare model ms':>14} {'glue ms':>8} {'glue %':>7}")
+    print(f"{'row':<22} {'host ms':>9} {'model ms':>9} {'bare model ms':>14} {'colour ms':>10} {'glue ms':>8} "
+          f"{'glue %':>7}")
     for r in rows:
         print(f"{r['name']:<22} {r['ms_per_frame']:>9.1f} {r['model_ms_in_host']:>9.1f} {r['bare_model_ms']:>14.1f} "
-              f"{r['glue_ms']:>8.1f} {r['glue_pct_of_model']:>6.2f}%")
+              f"{r['colour_ms_in_host']:>10.1f} {r['glue_ms']:>8.1f} {r['glue_pct_of_model']:>6.2f}%")
     print(f"wrote {dest}")
     return 0
 
