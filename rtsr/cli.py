@@ -127,6 +127,11 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if several and args.output is not None and not into_folder:
         raise RtsrError(f"with several inputs, -o must be an existing folder ({args.output} is not)")
     args.encode = encode_options(args.codec, args.crf, args.preset, args.pix_fmt)  # before any work
+    if args.workers is None and args.ray is None:
+        given = [name for name, value in (("--fresh", args.fresh), ("--work-dir", args.work_dir),
+                                          ("--segment-seconds", args.segment_seconds)) if value]
+        if given:
+            raise RtsrError(f"{' and '.join(given)}: only for segmented runs (add --workers N or --ray)")
     upscaler: Upscaler | None = None
 
     def loaded() -> Upscaler:  # loaded once, after the first input is known to be usable
@@ -257,12 +262,16 @@ def _upscale_video(src: Path, args: argparse.Namespace, loaded, target) -> None:
               desc=src.name if len(args.inputs) > 1 else None) as bar:
         with _blaming_a_cut(src):
             stats = upscale_video(src, dst, upscaler, job, progress=bar.update)
-    skipped = "".join([f", skipped {stats.skipped_packets} corrupt packets" if stats.skipped_packets else "",
-                       f", retimed {stats.repaired_frames} frames whose timestamps went backwards"
-                       if stats.repaired_frames else ""])
+    skipped = _repairs(stats.skipped_packets, stats.repaired_frames)
     print(f"{dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.2f} fps end to end, "
           f"{upscaler.card.name} x{upscaler.scale} via {upscaler.backend.name} on {upscaler.device}){skipped}"
           f"{_ends_early(src, info, stats, args)}")
+
+
+def _repairs(skipped_packets: int, repaired_frames: int) -> str:
+    """The summary's note of what a damaged input cost."""
+    return "".join([f", skipped {skipped_packets} corrupt packets" if skipped_packets else "",
+                    f", retimed {repaired_frames} frames whose timestamps went backwards" if repaired_frames else ""])
 
 
 def _upscale_video_segmented(src: Path, args: argparse.Namespace, target) -> None:
@@ -288,9 +297,10 @@ def _upscale_video_segmented(src: Path, args: argparse.Namespace, target) -> Non
             stats = upscale_segmented(src, dst, spec, executor, job, args.work_dir, args.fresh,
                                       SegmentPolicy(args.segment_seconds), progress=bar.update)
     kept = stats.segments - len(stats.ran)
+    skipped = _repairs(stats.skipped_packets, stats.repaired_frames)
     print(f"{dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.2f} fps end to end, "
           f"{len(stats.ran)} of {stats.segments} segments run on {len(stats.nodes)} worker(s)"
-          f"{f', {kept} kept from an earlier run' if kept else ''}; join {stats.join_seconds:.1f} s)")
+          f"{f', {kept} kept from an earlier run' if kept else ''}; join {stats.join_seconds:.1f} s){skipped}")
 
 
 @contextlib.contextmanager

@@ -215,7 +215,9 @@ def test_cli_errors_are_one_line_and_leave_no_output(media: dict, tmp_path: Path
     for src, args, fragment in ((media["clips"]["closed.mp4"], ["--workers", "0"], "--workers must be at least 1"),
                                 (media["clips"]["closed.mp4"], ["--workers", "2", "--segment-seconds", "0"],
                                  "--segment-seconds must be more than 0"),
-                                (raw, ["--workers", "2"], "carry no timestamps")):
+                                (raw, ["--workers", "2"], "carry no timestamps"),
+                                (raw, ["--fresh", "--segment-seconds", "2"],
+                                 "--fresh and --segment-seconds: only for segmented runs")):
         assert main(["upscale", str(src), "-o", str(tmp_path / "out.mkv"), "--model", str(media["weights"]),
                      "--device", "cpu", *args]) == 2
         err = capsys.readouterr().err

@@ -40,6 +40,7 @@ class SegmentedStats:
     segments: int = 0
     ran: list[int] = field(default_factory=list)  # segments run by this call (the rest: resumed)
     join_seconds: float = 0.0
+    busy_seconds: float = 0.0  # this call's segments, added up over the workers that ran them
     nodes: set[str] = field(default_factory=set)  # where this call's segments ran
     skipped_packets: int = 0
     repaired_frames: int = 0
@@ -104,6 +105,7 @@ def upscale_segmented(src: Path, dst: Path, spec: UpscalerSpec, executor: Execut
             records[record.index] = record
             stats.ran.append(record.index)
             stats.nodes.add(record.node)
+            stats.busy_seconds += record.seconds
             if progress:
                 progress(record.frames)
 

@@ -145,6 +145,10 @@ class ProcessPool:
                         continue
                     del pending[task.index]
                     done(record)
+        except BaseException:  # Ctrl-C, SIGTERM: the segments in flight are lost, not waited for
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()  # (Python 3.14's pool.terminate_workers(); before it, its processes)
+            raise
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -220,6 +224,7 @@ class RayExecutor:
         queue, free = deque(tasks), list(self.actors)
         inflight: dict = {}
         failures: dict[int, str] = {}
+        lost = dict.fromkeys((t.index for t in tasks), 0)  # times a segment's actor was gone for good
         while queue or inflight:
             while queue and free:
                 actor, task = free.pop(), queue.popleft()
@@ -234,8 +239,12 @@ class RayExecutor:
             except ray.exceptions.RayTaskError as exc:
                 failures[task.index] = _reason(getattr(exc, "cause", None) or exc)
                 free.append(actor)
-            except ray.exceptions.RayActorError:
-                failures[task.index] = f"its Ray worker died {RETRIES + 1} times"
+            except ray.exceptions.RayActorError:  # restarts used up (or its node gone): another actor takes it
+                lost[task.index] += 1
+                if lost[task.index] > RETRIES:
+                    failures[task.index] = f"its Ray workers died {lost[task.index]} times"
+                else:
+                    queue.append(task)
             else:
                 free.append(actor)
                 done(record)
