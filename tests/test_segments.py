@@ -188,20 +188,43 @@ def _spawned_workers(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through Linux's /proc")
-def test_sigkill_of_a_pool_worker_still_finishes_the_same_output(media: dict, tmp_path: Path) -> None:
+def test_sigterm_then_resume_with_a_sigkilled_worker_gives_the_same_output(media: dict, tmp_path: Path) -> None:
+    """A run stopped by SIGTERM keeps its finished segments and takes its workers down with it; the
+    rerun does the rest, and a worker SIGKILLed meanwhile costs only its segment."""
     clip, out = media["clips"]["closed.mp4"], tmp_path / "out.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "rtsr", "upscale", str(clip), "-o", str(out), "--model",
-                             str(media["weights"]), "--device", "cpu", "--workers", "2", "--segment-seconds", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".rtsr-work/*/seg-*.json")) and time.monotonic() < deadline:
-        time.sleep(0.05)  # the first segment is done: the workers are mid-run
+    command = [sys.executable, "-m", "rtsr", "upscale", str(clip), "-o", str(out), "--model", str(media["weights"]),
+               "--device", "cpu", "--workers", "2", "--segment-seconds", "1"]
+
+    def started_until(ready) -> subprocess.Popen:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return proc
+
+    def records() -> int:
+        return len(list(tmp_path.glob(".rtsr-work/*/seg-*.json")))
+
+    proc = started_until(lambda: records() > 0)  # a segment is done: the workers are mid-run
+    workers = _spawned_workers(proc.pid)
+    assert workers, "no pool worker found"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and stderr.strip().endswith("rtsr: terminated"), stderr
+    time.sleep(1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "workers outlived the run"
+    done = records()
+    assert not out.exists() and 1 <= done < 4
+
+    # the rerun: a worker is killed while it writes a segment (its hidden temporary file appears)
+    left_over = set(tmp_path.glob(".rtsr-work/*/.seg-*"))
+    proc = started_until(lambda: bool(set(tmp_path.glob(".rtsr-work/*/.seg-*")) - left_over))
     workers = _spawned_workers(proc.pid)
     assert workers, "no pool worker found"
     os.kill(workers[0], signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
-    assert "a worker died" in stderr and "4 segments" in stdout
+    assert "a worker died" in stderr and f"{done} kept from an earlier run" in stdout, (stdout, stderr)
     assert_same_as_single(out, media["single"]["closed.mp4"], media["lossless"]["closed.mp4"])
 
 
