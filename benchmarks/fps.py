@@ -5,10 +5,12 @@ use (OpenCV resize, a naive decode->model->encode loop), all in one run.
     python benchmarks/fps.py --quick            # under two minutes on a 2-core CPU
     python benchmarks/fps.py --json out.json --plot fps.png
     python benchmarks/fps.py --model-only --sizes 320x180 --batches 1 --precisions fp32 bf16
+    python benchmarks/fps.py --sizes 320x180 --batches 1 --frames 12 --note "shared: ..."
 
-Every model row says its precision (fp32, bf16: CPU autocast, fp16: CUDA); the precisions of one
-model, size and batch are timed round-robin, call by call, so a shared machine's load falls on
-them alike and their ratio holds.
+Every model row says its backend and precision (fp32, bf16: CPU, fp16: CUDA or Vulkan storage);
+all backends and precisions of one model, size and batch are timed round-robin, call by call, so
+a shared machine's load falls on them alike and their ratios hold. A software Vulkan device
+(lavapipe) is left out unless --backends names vulkan: its speed says nothing of a GPU's.
 
 Prints a table and writes a JSON record (device, versions, git revision) under
 benchmarks/results/ unless --json says where.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -38,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from rtsr import Upscaler, devices  # noqa: E402
 from rtsr.backends import BACKENDS, precision_reason, unavailable_reason  # noqa: E402
 from rtsr.devices import PRECISIONS  # noqa: E402
+from rtsr.errors import RtsrError  # noqa: E402
 from rtsr.info import package_version  # noqa: E402
 from rtsr.models.weights import load_weights, resolve_model, shipped_models  # noqa: E402
 from rtsr.video.pipeline import VideoJob, upscale_video  # noqa: E402
@@ -45,6 +49,7 @@ from rtsr.video.synth import pan_frames, write_clip  # noqa: E402
 
 PHOTO = ROOT / "samples" / "photo.png"
 DEFAULT_SIZES = ("320x180", "480x270", "640x360", "960x540", "1280x720")
+MODEL_CALLS_PER_ROUND = 2  # model-only calls beside each end-to-end round
 
 
 @dataclass
@@ -119,21 +124,27 @@ def row_from_times(kind: str, name: str, model: str, size: str, batch: int, time
                100 * (p95 - p50) / p50, peak, note)
 
 
-def bench_model(model: str, backend: str, device: torch.device, size: tuple[int, int], batch: int,
-                precisions: list[str], repeats: int, warmup: int) -> list[Row]:
-    """One row per precision, timed round-robin (peak memory, on CUDA, is over all of them)."""
-    ups = [Upscaler(model, backend=backend, device=device, tile=max(size) + 1, batch=batch, precision=p)
-           for p in precisions]
+def bench_model(model: str, runs: list[tuple[str, str]], device: torch.device, size: tuple[int, int], batch: int,
+                repeats: int, warmup: int) -> list[Row]:
+    """One row per (backend, precision) in `runs`, all timed round-robin (peak memory, on CUDA, is
+    over all of them); a pair this machine cannot run becomes a row with its reason and fps 0."""
+    ups, rows = [], []
+    for backend, precision in runs:
+        try:
+            ups.append(Upscaler(model, backend=backend, device=device, tile=max(size) + 1, batch=batch,
+                                precision=precision))
+        except RtsrError as exc:
+            rows.append(Row("model", f"{backend}-{device.type}-{precision}", model, f"{size[0]}x{size[1]}", batch, 0, 0,
+                            note=f"not run: {exc}", precision=precision))
     xs = [torch.rand(batch, 3, size[1], size[0], device=device, dtype=up.backend.dtype) for up in ups]
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     times = timed_round_robin([lambda up=up, x=x: up.upscale_tensor(x) for up, x in zip(ups, xs)], repeats, warmup, cuda)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
-    rows = []
     for up, own in zip(ups, times):
-        row = row_from_times("model", f"{backend}-{device.type}-{up.precision}", model, f"{size[0]}x{size[1]}",
-                             batch, own, peak)
+        row = row_from_times("model", f"{up.backend.name}-{device.type}-{up.precision}", model,
+                             f"{size[0]}x{size[1]}", batch, own, peak)
         row.precision = up.precision
         rows.append(row)
     return rows
@@ -187,20 +198,50 @@ def naive_loop(clip: Path, model: str, out: Path) -> tuple[int, float]:
     return frames, time.perf_counter() - start
 
 
-def bench_end_to_end(model: str, backend: str, device: torch.device, size: tuple[int, int], count: int,
-                     folder: Path, naive: bool) -> tuple[list[Row], dict[str, float]]:
+def bench_end_to_end(model: str, backends: list[str], device: torch.device, size: tuple[int, int], count: int,
+                     rounds: int, folder: Path) -> tuple[list[Row], dict[str, dict[str, float]]]:
+    """Each backend (at the precision auto runs) through the whole `rtsr upscale` pipeline, the naive
+    loop, and each backend's model alone on a frame of the clip's size, in `rounds` turns over a
+    `count`-frame clip: the load of a shared machine falls on all of them alike, so end-to-end /
+    model-only and end-to-end / naive loop compare the same minutes (measured apart, minutes apart,
+    they once gave an end to end 1.5x faster than its model alone)."""
     clip = make_clip(size, count, folder)
-    up = Upscaler(model, backend=backend, device=device)
     label = f"{size[0]}x{size[1]}"
-    stats = upscale_video(clip, folder / "rtsr_out.mp4", up, VideoJob())
-    (folder / "rtsr_out.mp4").unlink()
-    rows = [Row("end-to-end", f"rtsr-{backend}-{device.type}", model, label, up.batch, stats.fps,
-                1000 / stats.fps, note=f"{stats.frames} frames", precision=up.precision)]
-    if naive:
+    frame = frames_of(size, 1)[0]
+    ups = {b: Upscaler(model, backend=b, device=device) for b in backends}
+    xs = {b: (torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255).to(device, up.backend.dtype)
+          .repeat(up.batch, 1, 1, 1) for b, up in ups.items()}  # a batch as the pipeline sends it
+    for up in ups.values():
+        up(frame)  # warm-up, as the model rows have: compiles, first-call allocations
+    piped = {b: [0, 0.0] for b in backends}    # frames, seconds
+    alone = {b: [] for b in backends}          # seconds per model call
+    split = {b: dict.fromkeys(("upload", "model", "colour", "download", "encode+mux"), 0.0) for b in backends}
+    naive = [0, 0.0]
+    for _ in range(rounds):
+        for b, up in ups.items():
+            alone[b] += timed_calls(lambda up=up, x=xs[b]: up.upscale_tensor(x), MODEL_CALLS_PER_ROUND, 0,
+                                    device.type == "cuda")
+            stats = upscale_video(clip, folder / "rtsr_out.mp4", up, VideoJob())
+            piped[b][0] += stats.frames
+            piped[b][1] += stats.seconds
+            for k, v in stats.stage_seconds.items():
+                split[b][k] = split[b].get(k, 0.0) + v
         frames, seconds = naive_loop(clip, model, folder / "naive_out.mp4")
-        rows.append(Row("end-to-end", "naive-loop-cpu-fp32", model, label, 1, frames / seconds,
-                        1000 * seconds / frames, note=f"{frames} frames", precision="fp32"))
-    stages = {k: round(1000 * v / stats.frames, 2) for k, v in stats.stage_seconds.items()}
+        naive[0] += frames
+        naive[1] += seconds
+    rows, stages = [], {}
+    for b, up in ups.items():
+        name = f"{up.backend.name}-{device.type}"
+        rows.append(Row("end-to-end", f"rtsr-{name}", model, label, up.batch, piped[b][0] / piped[b][1],
+                        1000 * piped[b][1] / piped[b][0], precision=up.precision,
+                        note=f"{piped[b][0]} frames in {rounds} rounds, after a warm-up frame"))
+        row = row_from_times("model-alongside", f"{name}-{up.precision}", model, label, up.batch, alone[b],
+                             note="the model alone, timed between the end-to-end rounds")
+        row.precision = up.precision
+        rows.append(row)
+        stages[f"{model}/{b}/{label}"] = {k: round(1000 * v / piped[b][0], 2) for k, v in split[b].items()}
+    rows.append(Row("end-to-end", "naive-loop-cpu-fp32", model, label, 1, naive[0] / naive[1],
+                    1000 * naive[1] / naive[0], note=f"{naive[0]} frames in {rounds} rounds", precision="fp32"))
     return rows, stages
 
 
@@ -212,7 +253,9 @@ def environment() -> dict[str, str]:
         rev = "unknown"
     env = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "git": rev,
            "python": platform.python_version(), "torch": str(torch.__version__), "av": package_version("av"),
-           "opencv": cv2.__version__, "tensorrt": package_version("tensorrt"), "cpu": platform.processor() or platform.machine(),
+           "opencv": cv2.__version__, "tensorrt": package_version("tensorrt"), "openvino": package_version("openvino"),
+           "ncnn": package_version("ncnn"), "cpu": platform.processor() or platform.machine(),
+           "cores": str(os.cpu_count()), "loadavg_1min_at_start": f"{os.getloadavg()[0]:.2f}",
            "threads": str(torch.get_num_threads()), "device": "cpu",
            "cpu_bf16": ("native: " if devices.native_bf16()[0] else "not native: ") + devices.native_bf16()[1]}
     if torch.cuda.is_available():
@@ -238,14 +281,41 @@ def print_table(rows: list[Row]) -> None:
               f"{fmt(r.p50_ms):>8} {fmt(r.p95_ms):>8} {spread:>7} {peak:>8}")
 
 
-def print_precision_ratios(rows: list[Row]) -> None:
-    """Model-only fps of each precision over fp32's, per backend, model, size and batch."""
-    fp32 = {(r.name.rsplit("-", 1)[0], r.model, r.size, r.batch): r.fps for r in rows
-            if r.kind == "model" and r.precision == "fp32" and r.fps > 0}
+def ratios(rows: list[Row], device: torch.device) -> list[str]:
+    """Model-only fps of every backend and precision over fp32 torch's (same model, size, batch), and
+    each end-to-end run over its model alone and over the naive loop, timed in the same rounds;
+    ratios, which a shared machine's load leaves standing."""
+    key = lambda r: (r.model, r.size)  # noqa: E731
+    base = {(*key(r), r.batch): r.fps for r in rows if r.kind == "model" and r.name == f"torch-{device.type}-fp32"}
+    lines = []
     for r in rows:
-        base = fp32.get((r.name.rsplit("-", 1)[0], r.model, r.size, r.batch))
-        if r.kind == "model" and r.precision not in ("", "fp32") and base:
-            print(f"{r.model} {r.size} batch {r.batch}: {r.name} / fp32 model-only fps = {r.fps / base:.2f}x")
+        ref = base.get((*key(r), r.batch))
+        if r.kind == "model" and r.fps > 0 and ref and r.name != f"torch-{device.type}-fp32":
+            lines.append(f"{r.model} {r.size} batch {r.batch}: model-only {r.name} / torch-{device.type}-fp32 = "
+                         f"{r.fps / ref:.2f}x")
+    naive = {key(r): r.fps for r in rows if r.name == "naive-loop-cpu-fp32"}
+    for r in rows:
+        if r.kind != "end-to-end" or not r.name.startswith("rtsr-"):
+            continue
+        backend = r.name[len("rtsr-"):]  # "<backend>-<device>"
+        only = [m.fps for m in rows if m.kind == "model-alongside" and key(m) == key(r)
+                and m.name == f"{backend}-{r.precision}"]
+        text = f"{r.model} {r.size} {r.name} ({r.precision}): end-to-end"
+        if only:
+            text += f" / model-only = {r.fps / only[0]:.2f}"
+        if key(r) in naive:
+            text += f"; end-to-end / naive loop = {r.fps / naive[key(r)]:.2f}"
+        lines.append(text)
+    return lines
+
+
+def software_vulkan() -> str | None:
+    """Why Vulkan is left out by default: its default device is a software one (lavapipe), or None."""
+    from rtsr.backends.vulkan_backend import default_index, device_label, is_software
+
+    if is_software(default_index()):
+        return f"software Vulkan device ({device_label(default_index())}): correct, speed not a GPU's; --backends vulkan times it"
+    return None
 
 
 def main() -> None:
@@ -254,10 +324,15 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="shipped model names (default: all; --quick: srgan-x4-lite)")
     parser.add_argument("--sizes", nargs="*", help="input sizes WxH")
     parser.add_argument("--batches", nargs="*", type=int, help="batch sizes (default 1 2 4 8)")
-    parser.add_argument("--frames", type=int, help="frames in the end-to-end clip")
+    parser.add_argument("--frames", type=int, help="frames through each end-to-end run, over all rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="end-to-end rounds (each backend, the naive loop, "
+                                                              "and each model alone, in turn)")
     parser.add_argument("--precisions", nargs="*", choices=[p for p in PRECISIONS if p != "auto"],
                         help="model rows' precisions (default: fp32 and what auto runs here: bf16 on a CPU "
                              "with native bf16, fp16 on CUDA)")
+    parser.add_argument("--backends", nargs="*", choices=BACKENDS,
+                        help="backends to time (default: every one that can run here but a software Vulkan device)")
+    parser.add_argument("--note", default="", help="what else ran on the machine, for the record")
     parser.add_argument("--model-only", action="store_true", help="model rows only: no baselines, no end to end")
     parser.add_argument("--repeats", type=int, help="timed calls per row (default 20; --quick: 5)")
     parser.add_argument("--json", type=Path, help="where to write the record")
@@ -273,60 +348,53 @@ def main() -> None:
     precisions = args.precisions or default_precisions(device)
     if device.type == "cpu" and not args.quick and not args.sizes:
         sizes = sizes[:2]  # the big sizes take minutes per call on a CPU
-    backends = [b for b in BACKENDS if unavailable_reason(b, device) is None]
-    skipped = {b: unavailable_reason(b, device) for b in BACKENDS if b not in backends}
+    skipped = {b: unavailable_reason(b, device) for b in args.backends or BACKENDS}
+    if not args.backends and skipped.get("vulkan") is None and "vulkan" in skipped:
+        skipped["vulkan"] = software_vulkan()
+    backends = [b for b, why in skipped.items() if why is None]
+    skipped = {b: why for b, why in skipped.items() if why is not None}
 
     env = environment()
+    env["note"] = args.note
     rows: list[Row] = []
     stages: dict[str, dict[str, float]] = {}
+    runs = [(b, p) for b in backends for p in precisions if precision_reason(b, p) is None]
     for model in models:
         for size in sizes:
-            for backend in backends:
-                runs = [p for p in precisions if precision_reason(backend, p) is None]
-                for batch in batches:
-                    try:
-                        rows.extend(bench_model(model, backend, device, size, batch, runs, repeats, warmup))
-                    except torch.cuda.OutOfMemoryError:
-                        rows.append(Row("model", backend, model, f"{size[0]}x{size[1]}", batch, 0, 0,
-                                        note="out of memory"))
-                        torch.cuda.empty_cache()
+            for batch in batches:
+                try:
+                    rows.extend(bench_model(model, runs, device, size, batch, repeats, warmup))
+                except torch.cuda.OutOfMemoryError:
+                    rows.append(Row("model", "all", model, f"{size[0]}x{size[1]}", batch, 0, 0, note="out of memory"))
+                    torch.cuda.empty_cache()
     scale = load_weights(resolve_model(models[0]))[0].scale
     for size in sizes if not args.model_only else ():
         rows.extend(bench_resize(size, scale, repeats))
     with tempfile.TemporaryDirectory() as tmp:
         count = args.frames or (12 if args.quick else 48)
         for model in models if not args.model_only else ():
-            for backend in backends:
-                e2e, split = bench_end_to_end(model, backend, device, sizes[0], count, Path(tmp),
-                                              naive=backend == backends[-1])
-                rows.extend(e2e)
-                stages[f"{model}/{backend}/{sizes[0][0]}x{sizes[0][1]}"] = split
+            e2e, split = bench_end_to_end(model, backends, device, sizes[0], max(1, count // args.rounds), args.rounds,
+                                          Path(tmp))
+            rows.extend(e2e)
+            stages.update(split)
 
     print(f"device: {env['device']}  torch {env['torch']}  git {env['git']}  {env['date']}")
     for b, why in skipped.items():
         print(f"backend {b} not measured: {why}")
     print_table(rows)
-    print_precision_ratios(rows)
     if stages:
         print("\nend-to-end time per frame by stage (ms; on CUDA the device stages are submit times):")
     for key, split in stages.items():
         print(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in split.items()))
-    for model in models:
-        label = f"{sizes[0][0]}x{sizes[0][1]}"
-        e2e = {r.name: r for r in rows if r.kind == "end-to-end" and r.model == model and r.size == label}
-        ours = e2e.get(f"rtsr-{backends[-1]}-{device.type}")
-        # model-only at the precision the end-to-end run used (what auto picked)
-        only = [r.fps for r in rows if r.kind == "model" and r.model == model and r.size == label and ours
-                and r.name == f"{backends[-1]}-{device.type}-{ours.precision}"
-                and r.batch == (1 if device.type == "cpu" else max(batches))]
-        if ours and only:
-            print(f"{model} {label} ({ours.precision}): end-to-end / model-only = {ours.fps / only[0]:.2f}; "
-                  f"end-to-end / naive loop = {ours.fps / e2e['naive-loop-cpu-fp32'].fps:.2f}")
+    summary = ratios(rows, device)
+    print("\n".join(["", *summary]))
+    env["loadavg_1min_at_end"] = f"{os.getloadavg()[0]:.2f}"
 
     out = args.json or ROOT / "benchmarks" / "results" / (
         f"{env['device'].replace(' ', '-')}-{env['date'][:10]}{'-quick' if args.quick else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"environment": env, "skipped_backends": skipped, "rows": [asdict(r) for r in rows], "stages_ms": stages}
+    record = {"environment": env, "skipped_backends": skipped, "rows": [asdict(r) for r in rows], "stages_ms": stages,
+              "ratios": summary}
     out.write_text(json.dumps(record, indent=2, allow_nan=False, default=str))
     print(f"wrote {out}")
     if args.plot:

@@ -108,3 +108,15 @@ def test_a_real_measurement_on_the_shipped_photo(caplog: pytest.LogCaptureFixtur
         assert abs(m.psnr_y - choice.reference_psnr_y) < 0.05  # fp32 everywhere: the same picture
     assert f"backend auto -> {choice.backend}" in caplog.text and "fastest on a 128x72 frame" in caplog.text
     assert "backend auto" in collect_info()
+
+
+def test_a_backend_failing_its_trial_is_not_chosen(three: None) -> None:
+    def measure(names: list[str], precision: str, rounds: int, failed: dict[str, str]) -> dict[str, Measurement]:
+        if rounds == 0:
+            return {"torch": Measurement(float("nan"), 30.0, "fp32")}
+        failed["vulkan"] = "failed its trial (RtsrError: device lost)"
+        return {"torch": Measurement(0.3, 30.0, precision), "openvino": Measurement(0.2, 30.0, precision)}
+
+    choice = choose(make_generator(seed=15), CPU, "fp32", measure=measure)
+    assert choice.backend == "openvino" and set(choice.measured) == {"torch", "openvino"}
+    assert "vulkan not timed: failed its trial (RtsrError: device lost)" in choice.why
