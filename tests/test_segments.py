@@ -144,6 +144,21 @@ def test_plan_cuts_at_keyframes_and_keeps_leading_frames_before_them(media: dict
     assert SegmentPolicy().target(20, 2) == 10
 
 
+def test_the_joins_reader_of_a_video_only_input_reads_nothing(media: dict, tmp_path: Path) -> None:
+    """The join copies the input's other streams; with none there is nothing to demux."""
+    from rtsr.video.reader import END, VideoReader
+
+    silent = tmp_path / "silent.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(media["clips"]["closed.mp4"]), "-map", "0:v", "-c", "copy",
+                    str(silent)], check=True)
+    reader = VideoReader(silent, 4, frames=False)
+    reader.start_thread()
+    try:
+        assert reader.queue.get(timeout=10) is END and reader.error is None
+    finally:
+        reader.stop()
+
+
 def test_work_folder_follows_the_output_changing_settings(media: dict, tmp_path: Path) -> None:
     clip, spec, dst = media["clips"]["closed.mp4"], media["spec"], tmp_path / "out.mp4"
     first, _ = work_folder(clip, dst, spec)

@@ -278,6 +278,8 @@ class VideoReader:
             self.container.seek(int(seek_to / self.stream.time_base), stream=self.stream, backward=True)
         held: list[av.Packet] | None = [] if seek_to is not None else None  # copied packets until it is sure
         streams = ([self.stream] if self.frames else []) + [self.container.streams[i] for i in self.info.copy_streams]
+        if not streams:  # no frames asked for and nothing to copy (PyAV would demux every stream for none)
+            return True
         for packet in self.container.demux(streams):
             if self._stop.is_set():
                 return True
