@@ -232,7 +232,7 @@ def _upscale_image(src: Path, args: argparse.Namespace, loaded, target) -> None:
         write_animation(out, Animation(results, animation.durations, animation.loop_count))
     else:
         write_image(out, *results[0], reuse=True)
-    depth = " 16-bit" if frames[0][0].dtype.itemsize == 2 and out.suffix.lower() == ".png" else ""
+    depth = " 16-bit" if frames[0][0].dtype.itemsize == 2 and out.suffix.lower() == ".png" and not animation else ""
     what = f", {len(frames)} frames" if animation else ""
     print(f"{src} {w}x{h}{what} -> {out} {w * upscaler.scale}x{h * upscaler.scale}{depth} "
           f"({upscaler.card.name}, {upscaler.backend.name} on {upscaler.device}, {time.perf_counter() - start:.2f} s)")

@@ -82,8 +82,11 @@ def read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(RGB H x W x 3, alpha H x W or None), uint8 or (16-bit PNG) uint16; one clear error for
     anything unreadable."""
     data = _read_bytes(path)
+    # a JPEG is turned as its EXIF orientation says, as viewers show it (the output carries no such
+    # tag): OpenCV does that only when asked for colour, which loses nothing on a JPEG (no alpha)
+    flags = cv2.IMREAD_COLOR if data[:3].tobytes() == b"\xff\xd8\xff" else cv2.IMREAD_UNCHANGED
     with _opencv_quiet():
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        img = cv2.imdecode(data, flags) if data.size else None
     if img is None:
         raise RtsrError(f"cannot read {path} as an image (corrupt or not an image)")
     return _from_opencv(img)
@@ -138,12 +141,17 @@ def check_image_output(path: Path, width: int, height: int, animated: bool = Fal
         raise RtsrError(f"the result, {width}x{height}, is larger than a .bmp file holds (2 GiB); write .png with -o")
 
 
-def _depth_for(path: Path, frames: list[tuple[np.ndarray, np.ndarray | None]]
+def _depth_for(path: Path, frames: list[tuple[np.ndarray, np.ndarray | None]], animated: bool = False
                ) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """16-bit pictures stay 16-bit where the format holds it; elsewhere 8-bit, and said so."""
-    if frames[0][0].dtype == np.uint8 or path.suffix.lower() in SIXTEEN_BIT_SUFFIXES:
+    """16-bit pictures stay 16-bit where the format holds it; elsewhere 8-bit, and said so.
+    OpenCV's animation encoder writes 8 bits a channel (16-bit APNG frames came out 8-bit)."""
+    if frames[0][0].dtype == np.uint8 or (path.suffix.lower() in SIXTEEN_BIT_SUFFIXES and not animated):
         return frames
-    log.warning("%s holds 8 bits a channel: the 16-bit picture is written as 8-bit (.png keeps 16)", path.name)
+    if animated:
+        log.warning("%s: animations are written 8 bits a channel: the 16-bit animation is written as 8-bit",
+                    path.name)
+    else:
+        log.warning("%s holds 8 bits a channel: the 16-bit picture is written as 8-bit (.png keeps 16)", path.name)
 
     def to8(a: np.ndarray) -> np.ndarray:
         return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
@@ -177,7 +185,7 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, re
 
 def write_animation(path: Path, animation: Animation) -> None:
     """An animated WebP/PNG with the frames' durations and loop count, written atomically."""
-    frames = _depth_for(path, animation.frames)
+    frames = _depth_for(path, animation.frames, animated=True)
     check_image_output(path, frames[0][0].shape[1], frames[0][0].shape[0], animated=True)
     anim = cv2.Animation()
     anim.frames = [_to_opencv(rgb, alpha, reuse=False) for rgb, alpha in frames]
