@@ -89,11 +89,22 @@ def open_input(path: Path) -> av.container.InputContainer:
     if not path.is_file():
         raise RtsrError(f"input not found: {path}")
     try:
-        return av.open(str(path), mode="r")
+        # titles in Latin-1 (RealMedia, old AVIs) are not UTF-8: PyAV would raise UnicodeDecodeError
+        container = av.open(str(path), mode="r", metadata_errors="replace")
     except av.error.InvalidDataError:
         raise RtsrError(f"{path} is not a video file (or it is corrupt)") from None
     except av.error.FFmpegError as exc:
         raise RtsrError(f"cannot open {path}: {exc.strerror or exc}") from None
+    # PyAV turns on FFmpeg's genpts, which gives a packet without a pts the dts of the next one: an
+    # H.264 AVI's frames then come out one frame late. Off, as in ffmpeg, frames keep their dts.
+    container.flags &= ~av.container.Flags.gen_pts.value
+    return container
+
+
+def _unfilled_audio(stream: av.stream.Stream) -> bool:
+    """An audio track a stream table declares but the file never fills (a cut MPEG-TS): FFmpeg
+    finds no sample rate, and writing the output's header would fail on it."""
+    return stream.type == "audio" and stream.codec_context is not None and not stream.codec_context.sample_rate
 
 
 def _color(ctx: av.video.codeccontext.VideoCodecContext) -> ColorSpec:
@@ -147,6 +158,9 @@ class VideoReader:
             self.container.close()
             raise RtsrError(f"{path}: this FFmpeg build has no decoder for its video codec")
         self.stream.thread_type = "AUTO"
+        # the picture exactly as the stream declares it: libavcodec otherwise crops a left/top offset
+        # only to its alignment (a 300x200 Theora picture came out 302 wide, then was rescaled)
+        ctx.flags |= av.codec.context.Flags.unaligned
         w, h = ctx.width, ctx.height
         if w == 0 or h == 0:
             self.container.close()
@@ -164,7 +178,8 @@ class VideoReader:
             frames=self._frame_estimate(),
             color=_color(ctx),
             copy_streams=tuple(s.index for s in self.container.streams
-                               if s.index != self.stream.index and s.type in ("audio", "subtitle")),
+                               if s.index != self.stream.index and s.type in ("audio", "subtitle")
+                               and not _unfilled_audio(s)),
             video_index=self.stream.index,
             sample_aspect_ratio=ctx.sample_aspect_ratio if ctx.sample_aspect_ratio else None,
             timecode=_timecode(self.container, self.stream),
@@ -203,6 +218,9 @@ class VideoReader:
                 kind = "cover art" if s.disposition & av.stream.Disposition.attached_pic else "video stream"
                 log.warning("%s #%d is not carried over: only the main video (#%d) is upscaled", kind, s.index,
                             self.stream.index)
+            elif _unfilled_audio(s):
+                log.warning("audio stream #%d (%s) is not copied: the file gives it no sample rate (no audio "
+                            "packets were found), and no muxer takes it so", s.index, s.codec_context.name)
             elif s.type == "data":  # MOV timecode and MP4 chapter tracks: kept as a tag and as chapters
                 log.info("data stream #%d (%s) is not copied; timecode and chapters are kept as such", s.index,
                          s.codec_context.name if s.codec_context else s.metadata.get("handler_name", "?"))
@@ -289,7 +307,11 @@ class VideoReader:
                 elif not self._copy(packet):
                     return True
                 continue
-            # packet.size == 0 is the demuxer's final flush packet: decoding it drains the decoder
+            # packet.size == 0 is the demuxer's final flush packet: decoding it drains the decoder;
+            # an empty packet with a time is Ogg Theora's "previous frame again", with no picture
+            # (libavcodec refuses it with EINVAL): the previous frame lasts until the next one
+            if packet.size == 0 and packet.pts is not None:
+                continue
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:

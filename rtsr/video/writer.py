@@ -57,7 +57,7 @@ def container_suffix(src: Path, codec: str) -> str:
     a .wmv then stays ASF, encoded without B-frames)."""
     own = src.suffix.lower()
     try:
-        with av.open(str(src)) as container:
+        with av.open(str(src), metadata_errors="replace") as container:  # Latin-1 titles: see open_input
             copied = {s.codec_context.name for s in container.streams
                       if s.type in ("audio", "subtitle") and s.codec_context is not None}
     except (OSError, av.error.FFmpegError):  # not readable: the reader says so in its own words
