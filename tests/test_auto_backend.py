@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +14,7 @@ from rtsr import Upscaler
 from rtsr.backends import autoselect
 from rtsr.backends.autoselect import Choice, Measurement, cache_path, choose, decide, summary
 from rtsr.backends.tensorrt import model_hash
+from rtsr.errors import RtsrError
 from rtsr.info import collect_info
 from rtsr.models.weights import load_weights
 from tests.backend_fixtures import cache  # noqa: F401 (fixture)
@@ -120,3 +122,20 @@ def test_a_backend_failing_its_trial_is_not_chosen(three: None) -> None:
     choice = choose(make_generator(seed=15), CPU, "fp32", measure=measure)
     assert choice.backend == "openvino" and set(choice.measured) == {"torch", "openvino"}
     assert "vulkan not timed: failed its trial (RtsrError: device lost)" in choice.why
+
+
+def test_an_unwritable_cache_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_weights: Path,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    """auto still runs (measured, not cached; OpenVINO, which must write its ONNX export, fails its
+    trial); asked for by name, OpenVINO says in one line what to do."""
+    pytest.importorskip("openvino")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("RTSR_CACHE_DIR", str(blocker / "cache"))  # under a file: no folder can be made
+    with caplog.at_level("INFO", logger="rtsr.backends.autoselect"):
+        up = Upscaler(tiny_weights, backend="auto", device="cpu", precision="fp32")
+    assert up.backend.name == "torch" and "openvino not timed: failed its trial" in caplog.text
+    assert "cannot cache it" in caplog.text
+    assert up(np.zeros((8, 8, 3), np.uint8)).shape == (32, 32, 3)
+    with pytest.raises(RtsrError, match="set RTSR_CACHE_DIR to a writable folder"):
+        Upscaler(tiny_weights, backend="openvino", device="cpu")(np.zeros((8, 8, 3), np.uint8))

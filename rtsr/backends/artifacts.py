@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rtsr.backends.onnx_export import OPSET, export_onnx
 from rtsr.backends.tensorrt import model_hash
+from rtsr.errors import RtsrError
 from rtsr.locations import cache_dir, write_cache_file
 from rtsr.models.srgan import Generator
 
@@ -34,5 +35,14 @@ def cached_onnx(generator: Generator, digest: str | None = None) -> Path:
     path = backend_cache_dir("onnx") / f"{digest}_opset{OPSET}_fp32.onnx"
     if not path.is_file():
         log.info("exporting %s to ONNX (once per model)", generator.config.name)
-        write_cache_file(path, export_onnx(generator, fp16=False))
+        write_cached(path, export_onnx(generator, fp16=False))
     return path
+
+
+def write_cached(path: Path, data: bytes) -> Path:
+    """write_cache_file, with an unwritable cache folder as one user-readable error."""
+    try:
+        return write_cache_file(path, data)
+    except OSError as exc:
+        raise RtsrError(f"cannot write {path.name} into the cache folder {path.parent} ({exc.strerror or exc}); "
+                        "set RTSR_CACHE_DIR to a writable folder") from None

@@ -223,8 +223,12 @@ def choose(generator: Generator, device: torch.device, precision: str = "auto",
     reference = (fp32 or measure(["torch"], "fp32", 0, skipped)["torch"]).psnr_y  # its output only: not timed
     choice = decide(measured, reference, skipped)
     choice.date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    write_cache_file(path, json.dumps(asdict(choice), indent=1).encode())
-    log.info("backend auto measured in %.1f s (cached in %s)", time.perf_counter() - start, path)
+    try:
+        write_cache_file(path, json.dumps(asdict(choice), indent=1).encode())
+        log.info("backend auto measured in %.1f s (cached in %s)", time.perf_counter() - start, path)
+    except OSError as exc:  # an unwritable cache: the choice holds for this run, measured again next time
+        log.warning("backend auto measured in %.1f s, but cannot cache it in %s (%s)",
+                    time.perf_counter() - start, path.parent, exc)
     return _told(choice)
 
 

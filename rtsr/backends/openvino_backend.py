@@ -126,7 +126,10 @@ class OpenVINOBackend:
                 log.warning("openvino: cannot import %s (%s); compiling again", path.name, exc)
         if compiled is None:
             compiled = self._compile(height, width)
-            write_cache_file(path, compiled.export_model().getvalue())
+            try:
+                write_cache_file(path, compiled.export_model().getvalue())
+            except OSError as exc:  # runs all the same, compiled again next time
+                log.warning("openvino: cannot cache %s in %s (%s)", path.name, path.parent, exc)
         actual = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16", "f16"
         if actual != self._hint:  # e.g. bf16 asked of a CPU without it
             log.warning("openvino: asked for %s, %s runs %s", self._hint, self.ov_device, actual)

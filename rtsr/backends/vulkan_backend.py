@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rtsr.backends.artifacts import backend_cache_dir, cached_onnx, key_part
+from rtsr.backends.artifacts import backend_cache_dir, cached_onnx, key_part, write_cached
 from rtsr.backends.base import BackendUnavailable
 from rtsr.backends.tensorrt import model_hash
 from rtsr.errors import RtsrError
-from rtsr.locations import write_cache_file
 from rtsr.models.srgan import Generator
 
 log = logging.getLogger(__name__)
@@ -121,8 +120,8 @@ def converted_model(generator: Generator, digest: str) -> tuple[Path, Path]:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise RtsrError(f"pnnx could not convert the model to ncnn (exit {done.returncode}): {' | '.join(tail)}")
         VulkanBackend.conversions += 1
-        write_cache_file(weights, Path(out["ncnnbin"]).read_bytes())
-        write_cache_file(param, Path(out["ncnnparam"]).read_bytes())  # the param last: it marks a whole pair
+        write_cached(weights, Path(out["ncnnbin"]).read_bytes())
+        write_cached(param, Path(out["ncnnparam"]).read_bytes())  # the param last: it marks a whole pair
     return param, weights
 
 
