@@ -83,6 +83,11 @@ OPENCV_DOC = Package("debian", "opencv-doc", "4.6.0+dfsg-12")  # 96 MB .deb, fet
 KIVY_EXAMPLES = Package("debian", "python-kivy-examples", "2.1.0-1")
 XINE_UI = Package("debian", "xine-ui", "0.99.14-1")
 DEVEDE = Package("debian", "devede", "4.17.0-1")
+HACHOIR = Package("pypi-sdist", "hachoir", "3.3.0")  # 7 MB
+MUTAGEN = Package("pypi-sdist", "mutagen", "1.47.0")
+EBML = Package("npm", "ebml", "3.0.0")
+FORENSICS = Package("debian", "forensics-samples-files", "1.1.4-5")  # 30 MB .deb
+PILLOW = Package("pypi-sdist", "pillow", "11.0.0")  # 47 MB sdist (its Tests/images)
 
 _OCV = "/usr/share/doc/opencv-doc/examples/data/"
 _PM = "puremagic-1.30/test/resources/video/"
@@ -136,6 +141,25 @@ MEDIA: dict[str, Media] = {
                                            "MPEG-TS: H.264 Baseline 360x240 29.97 from 1.4 s, CEA-608 in SEI, no audio"),
     "test-segment.ts": Media(MUXJS, _MUX + "test-segment.ts", "e099516fdac20de7",
                              "MPEG-TS: H.264 388x300 SAR 237:235 15 fps from 1.4 s + AAC"),
+    "sample_length.oggtheora": Media(MUTAGEN, "mutagen-1.47.0/tests/data/sample_length.oggtheora", "47acb25618b88d16",
+                                     "Ogg: Theora 854x480 24 fps + Vorbis, cut after 4 frames; 14 empty (repeat) "
+                                     "packets between the first two"),
+    "sample.oggtheora": Media(MUTAGEN, "mutagen-1.47.0/tests/data/sample.oggtheora", "2b46769d223db23c",
+                              "Ogg: Theora 300x200 10 fps (picture offset in a 304x208 frame), no audio"),
+    "firstrun.rm": Media(HACHOIR, "hachoir-3.3.0/tests/files/firstrun.rm", "3478579cf47cc723",
+                         "RealMedia: Cook audio + a data stream, no video; Latin-1 (not UTF-8) copyright tag"),
+    "hachoir_sample.ts": Media(HACHOIR, "hachoir-3.3.0/tests/files/sample.ts", "d3ec46f3b32c87ca",
+                               "MPEG-TS: 2 MPEG-2 frames 720x576 SAR 64:45 from 0.36 s; an MP3 track without "
+                               "packets (no sample rate)"),
+    "matrix_ping_pong.wmv": Media(HACHOIR, "hachoir-3.3.0/tests/files/matrix_ping_pong.wmv", "97d1da902add0303",
+                                  "ASF: WMA v2 first, three WMV1 200x150 video streams (only #3 coded), cut short"),
+    "ebml_test.webm": Media(EBML, "package/media/test.webm", "77a5bbe264753465", "WebM: VP8 320x240 + Vorbis"),
+    "movie-hello.avi": Media(FORENSICS, "/usr/share/forensics-samples/original-files/movie2/movie-hello.avi",
+                             "eac488b5793f5428", "AVI: H.264 High 1024x576 25 fps (no pts; slot 1 empty) + AAC"),
+    "hopper_orientation_6.jpg": Media(PILLOW, "pillow-11.0.0/Tests/images/hopper_orientation_6.jpg",
+                                      "2e78bb18895fa23e", "JPEG 128x128, EXIF orientation 6 (turn 90 degrees cw)"),
+    "apng_mode_16bit.png": Media(PILLOW, "pillow-11.0.0/Tests/images/apng/mode_16bit.png", "82da2ad317a5b3ed",
+                                 "animated PNG, 16-bit RGBA 128x64, 2 frames (100 and 1000 ms)"),
 }
 
 # Short clips, stream-copied from the files above. Small pictures and few frames, since the
@@ -179,6 +203,11 @@ CUTS: dict[str, Cut] = {
         "QuickTime Animation with alpha (argb) in MOV",)),
     "mp4v_audio_first": Cut("sample_mp4v.mp4", "mp4", seconds=0.34, defects=(
         "MPEG-4 Part 2; audio is stream 0 and video stream 1; odd width 190",)),
+    "theora_offset_ogv": Cut("sample.oggtheora", "ogv", seconds=1.0, defects=(
+        "Theora picture 300x200 at an offset in its coded frame: libavcodec's aligned crop gave 302 wide",)),
+    "h264_avi_aac": Cut("movie-hello.avi", "avi", seconds=0.1, defects=(
+        "H.264 in AVI (dts only): PyAV's genpts gave each frame the next one's time",)),
+    "vp8_webm_vorbis": Cut("ebml_test.webm", "webm", seconds=0.5, defects=("VP8 + Vorbis WebM",)),
 }
 
 
