@@ -15,17 +15,27 @@ import threading
 import time
 from pathlib import Path
 
-from rtsr.backends import ALIASES, BACKENDS
+from rtsr.backends import ALIASES, BACKENDS, canonical
 from rtsr.devices import PRECISIONS
 from rtsr.errors import RtsrError
 
 log = logging.getLogger("rtsr")
 
 
+def _backend_name(text: str) -> str:
+    """--backend: a backend, an alias or vulkan:N (argparse's choices cannot say N)."""
+    if canonical(text) in ("auto", *BACKENDS):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: '{text}' (choose from auto, {', '.join((*BACKENDS, *ALIASES))}, "
+                                     "vulkan:N)")
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="shipped model name or .pt weights path (default: srgan-x4)")
-    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS, *ALIASES),
-                   help="auto: TensorRT where it can run, else PyTorch (trt = tensorrt)")
+    p.add_argument("--backend", default="auto", type=_backend_name,
+                   metavar="{" + ",".join(("auto", *BACKENDS, *ALIASES, "vulkan:N")) + "}",
+                   help="auto: the fastest here, measured once per machine and model (rtsr info shows it); "
+                        "trt = tensorrt; vulkan:N = Vulkan device N")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU if there is one)")
     p.add_argument("--tile", type=int, default=None, help="largest input tile side in pixels")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,

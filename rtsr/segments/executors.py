@@ -186,28 +186,40 @@ class RayExecutor:
     def __init__(self, spec: UpscalerSpec, address: str | None = None, workers: int | None = None) -> None:
         self.ray = import_ray()
         self.spec, self.address, self.requested = spec, address, workers
-        self.workers = workers or 1
         self.actors: list = []
+        self._started = False  # whether this executor started (and so shuts down) Ray
+        self._shape: tuple[int, int, int] | None = None  # (actors, GPUs, alive nodes) of the cluster
+
+    def _connect(self) -> tuple[int, int, int]:
+        """Join (or start) Ray and size the actors from what the cluster has."""
+        ray = self.ray
+        if self._shape is None:
+            if not ray.is_initialized():
+                ray.init(address=self.address, log_to_driver=False, include_dashboard=False,
+                         logging_level=logging.WARNING)
+                self._started = True
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            nodes = sum(1 for n in ray.nodes() if n["Alive"])
+            self._shape = (self.requested or gpus or nodes, gpus, nodes)
+        return self._shape
+
+    @property
+    def workers(self) -> int:
+        """The actors the cluster gets (the plan cuts at least 4 segments for each)."""
+        return self._connect()[0]
 
     def _start_actors(self) -> None:
         ray = self.ray
-        resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
-        nodes = [n for n in ray.nodes() if n["Alive"]]
-        self.workers = self.requested or gpus or len(nodes)
-        cpus = 1 if gpus else max(1, int(resources.get("CPU", 1)) // self.workers)
+        count, gpus, nodes = self._connect()
+        cpus = 1 if gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // count)
         actor = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)(_SegmentActor)
         level = logging.getLogger("rtsr").getEffectiveLevel()
         self.actors = [actor.options(num_cpus=cpus, num_gpus=1 if gpus else 0, scheduling_strategy="SPREAD")
-                       .remote(self.spec, cpus, level) for _ in range(self.workers)]
-        log.info("ray: %d %s actor(s) on %d node(s)", self.workers, "GPU" if gpus else f"{cpus}-CPU", len(nodes))
+                       .remote(self.spec, cpus, level) for _ in range(count)]
+        log.info("ray: %d %s actor(s) on %d node(s)", count, "GPU" if gpus else f"{cpus}-CPU", nodes)
 
     def run(self, tasks: Sequence[SegmentTask], done: Done) -> dict[int, str]:
         ray = self.ray
-        started = not ray.is_initialized()
-        if started:
-            ray.init(address=self.address, log_to_driver=False, include_dashboard=False,
-                     logging_level=logging.WARNING)
         try:
             self._start_actors()
             return self._schedule(tasks, done)
@@ -215,8 +227,9 @@ class RayExecutor:
             for actor in self.actors:
                 ray.kill(actor)
             self.actors = []
-            if started:
+            if self._started:
                 ray.shutdown()
+                self._started, self._shape = False, None
 
     def _schedule(self, tasks: Sequence[SegmentTask], done: Done) -> dict[int, str]:
         """Each free actor takes the next segment, so fast workers take more."""
