@@ -57,6 +57,22 @@ def test_tiles_batches_and_device_index(tiny_weights: Path, crop: np.ndarray) ->
     assert "bf16" in precision_reason("vulkan", "bf16")
 
 
+def test_cli_takes_a_vulkan_device_by_index(tiny_weights: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import cv2
+
+    from rtsr.cli import main
+
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), np.full((9, 7, 3), 128, np.uint8))
+    assert main(["upscale", str(src), "--model", str(tiny_weights), "--backend", "vulkan:0", "-o", str(tmp_path / "o.png")]) == 0
+    assert cv2.imread(str(tmp_path / "o.png")).shape == (36, 28, 3)
+    capsys.readouterr()
+    code = main(["upscale", str(src), "--model", str(tiny_weights), "--backend", "vulkan:99", "-o", str(tmp_path / "p.png")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "Vulkan device 99 asked for" in err[0] and not (tmp_path / "p.png").exists()
+
+
 def test_second_construction_does_not_convert_again(cache: Path) -> None:
     from rtsr.backends.tensorrt import model_hash
     from rtsr.backends.vulkan_backend import VulkanBackend
