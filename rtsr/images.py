@@ -1,6 +1,6 @@
-"""Still and animated pictures in and out (PNG, JPEG, WebP, BMP) as RGB arrays.
+"""Still and animated pictures in and out (PNG, JPEG, WebP, BMP, TIFF) as RGB arrays.
 
-8-bit pictures are uint8 arrays and 16-bit PNGs uint16, so a 16-bit picture keeps its depth
+8-bit pictures are uint8 arrays and 16-bit PNGs and TIFFs uint16, so a 16-bit picture keeps its depth
 through the upscale. An animated WebP or PNG is read and written as a whole animation (frames,
 their durations and the loop count), through OpenCV's animation codecs.
 """
@@ -19,9 +19,10 @@ from rtsr.errors import RtsrError
 from rtsr.paths import atomic_output
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
+# a .tif photo was taken for a video (a one-frame H.264 .mkv, or "cannot hold libx264 video")
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 ANIMATED_SUFFIXES = frozenset({".webp", ".png"})
-SIXTEEN_BIT_SUFFIXES = frozenset({".png"})
+SIXTEEN_BIT_SUFFIXES = frozenset({".png", ".tif", ".tiff"})
 # largest side each format holds: libwebp 16383 (14 bits), libjpeg's JPEG_MAX_DIMENSION 65500
 SIDE_LIMITS = {".webp": 16383, ".jpg": 65500, ".jpeg": 65500}
 BMP_MAX_BYTES = 2**31 - 1  # OpenCV's BMP writer keeps sizes in 32-bit signed fields
@@ -79,7 +80,7 @@ def _read_bytes(path: Path) -> np.ndarray:
 
 
 def read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """(RGB H x W x 3, alpha H x W or None), uint8 or (16-bit PNG) uint16; one clear error for
+    """(RGB H x W x 3, alpha H x W or None), uint8 or (16-bit PNG, TIFF) uint16; one clear error for
     anything unreadable."""
     data = _read_bytes(path)
     # a JPEG is turned as its EXIF orientation says, as viewers show it (the output carries no such
@@ -130,7 +131,7 @@ def check_image_output(path: Path, width: int, height: int, animated: bool = Fal
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise RtsrError(f"cannot write a picture as {path.suffix or 'a file without a suffix'} "
-                        f"({path}); use .png, .jpg, .webp or .bmp")
+                        f"({path}); use .png, .jpg, .webp, .bmp or .tif")
     if animated and suffix not in ANIMATED_SUFFIXES:
         raise RtsrError(f"an animation cannot be written as {suffix} ({path}); use .webp or .png")
     limit = SIDE_LIMITS.get(suffix)

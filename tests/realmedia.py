@@ -160,6 +160,8 @@ MEDIA: dict[str, Media] = {
                                       "2e78bb18895fa23e", "JPEG 128x128, EXIF orientation 6 (turn 90 degrees cw)"),
     "apng_mode_16bit.png": Media(PILLOW, "pillow-11.0.0/Tests/images/apng/mode_16bit.png", "82da2ad317a5b3ed",
                                  "animated PNG, 16-bit RGBA 128x64, 2 frames (100 and 1000 ms)"),
+    "16bit.cropped.tif": Media(PILLOW, "pillow-11.0.0/Tests/images/16bit.cropped.tif", "b4c1ef25fad27950",
+                               "TIFF, 16-bit grayscale 64x64 (values up to 694)"),
 }
 
 # Short clips, stream-copied from the files above. Small pictures and few frames, since the

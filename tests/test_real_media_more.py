@@ -154,3 +154,20 @@ def test_animated_16bit_png_says_it_is_written_8bit(tmp_path: Path) -> None:
     assert "written as 8-bit" in proc.stderr and "16-bit" not in proc.stdout, (proc.stdout, proc.stderr)
     ok, anim = cv2.imdecodeanimation(np.fromfile(out, np.uint8))
     assert ok and [f.shape for f in anim.frames] == [(256, 512, 4)] * 2 and list(anim.durations) == [100, 1000]
+
+
+def test_sixteen_bit_tiff_is_a_picture_and_stays_sixteen_bit(tmp_path: Path) -> None:
+    """A .tif photo was taken for a video: a one-frame H.264 .mkv, or with -o x.png "a .png file
+    cannot hold libx264 video". It is a picture now, and a 16-bit one stays 16-bit."""
+    src = realmedia.require_media("16bit.cropped.tif")
+    out = tmp_path / "gray16_x4.tif"
+    proc = subprocess.run([sys.executable, "-m", "rtsr", "upscale", str(src), "-o", str(out), "--model",
+                           "srgan-x4-lite"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    gray = cv2.imdecode(np.fromfile(src, np.uint8), cv2.IMREAD_UNCHANGED).astype(np.float64)
+    result = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert result.dtype == np.uint16 and result.shape == (256, 256, 3)
+    assert (result % 257 != 0).any()  # real 16-bit values, not 8-bit ones stretched
+    small = cv2.resize(result, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float64)
+    # the picture spans 0..694 of 65535, under 3 steps of 8 bits: the result stays within one step
+    assert np.sqrt(np.mean((small - gray[..., None]) ** 2)) < 257
