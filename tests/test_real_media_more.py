@@ -107,14 +107,20 @@ def test_latin1_tags_are_one_error_line(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def upscale_picture(src: Path, out: Path) -> subprocess.CompletedProcess:
+    """`rtsr upscale src -o out` with the shipped lite model, which must succeed."""
+    proc = subprocess.run([sys.executable, "-m", "rtsr", "upscale", str(src), "-o", str(out), "--model",
+                           "srgan-x4-lite"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 def test_jpeg_exif_orientation_is_applied(tmp_path: Path) -> None:
     """A JPEG tagged orientation 6 shows turned 90 degrees clockwise; the output (no tag) must be
     the picture as shown, not as stored."""
     src = realmedia.require_media("hopper_orientation_6.jpg")
     out = tmp_path / "turned_x4.jpg"
-    proc = subprocess.run([sys.executable, "-m", "rtsr", "upscale", str(src), "-o", str(out), "--model",
-                           "srgan-x4-lite"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    upscale_picture(src, out)
     stored = cv2.imdecode(np.fromfile(src, np.uint8), cv2.IMREAD_UNCHANGED).astype(np.float64)
     result = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert result.shape == (512, 512, 3)
@@ -148,9 +154,7 @@ def test_animated_16bit_png_says_it_is_written_8bit(tmp_path: Path) -> None:
     the summary said "16-bit". Now it is converted as stills are, with the warning, and said so."""
     src = realmedia.require_media("apng_mode_16bit.png")
     out = tmp_path / "anim_x4.png"
-    proc = subprocess.run([sys.executable, "-m", "rtsr", "upscale", str(src), "-o", str(out), "--model",
-                           "srgan-x4-lite"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = upscale_picture(src, out)
     assert "written as 8-bit" in proc.stderr and "16-bit" not in proc.stdout, (proc.stdout, proc.stderr)
     ok, anim = cv2.imdecodeanimation(np.fromfile(out, np.uint8))
     assert ok and [f.shape for f in anim.frames] == [(256, 512, 4)] * 2 and list(anim.durations) == [100, 1000]
@@ -161,9 +165,7 @@ def test_sixteen_bit_tiff_is_a_picture_and_stays_sixteen_bit(tmp_path: Path) -> 
     cannot hold libx264 video". It is a picture now, and a 16-bit one stays 16-bit."""
     src = realmedia.require_media("16bit.cropped.tif")
     out = tmp_path / "gray16_x4.tif"
-    proc = subprocess.run([sys.executable, "-m", "rtsr", "upscale", str(src), "-o", str(out), "--model",
-                           "srgan-x4-lite"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    upscale_picture(src, out)
     gray = cv2.imdecode(np.fromfile(src, np.uint8), cv2.IMREAD_UNCHANGED).astype(np.float64)
     result = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert result.dtype == np.uint16 and result.shape == (256, 256, 3)
