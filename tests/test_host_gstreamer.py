@@ -206,6 +206,17 @@ def test_live_source_drops_late_frames(gst_env, tmp_path: Path) -> None:
     assert 0 < len(meta["out"]) < 30 and meta["qos"] > 0, (len(meta["out"]), meta["qos"])
 
 
+def test_default_backend_in_a_python_host(gst_env, tmp_path: Path) -> None:
+    """backend=auto (the default) in a Python program that imported numpy before GStreamer, as the
+    driver does: OpenVINO, one of auto's candidates on a CPU, aborted that process (two C++
+    unwinders, see openvino_backend._mixed_unwinders) until auto was told to leave it out there."""
+    env = dict(gst_env, RTSR_CACHE_DIR=str(tmp_path / "cache"))  # measured afresh, not a cached choice
+    meta, _ = run(env, "videotestsrc num-buffers=6 ! video/x-raw,format=I420,width=64,height=48 "
+                       f"! rtsrupscale model={MODEL} device=cpu ! appsink name=out sync=false", tmp_path)
+    assert meta["error"] is None
+    assert [tuple(f[2:]) for f in meta["out"]] == [("I420", 256, 192)] * 6
+
+
 def test_gst_path_prints_the_exports(capsys: pytest.CaptureFixture) -> None:
     assert main(["gst-path"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -12,7 +12,9 @@ copied into another request and a finished one is copied out, so copies and comp
 """
 from __future__ import annotations
 
+import ctypes
 import logging
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -54,7 +56,49 @@ def unavailable_reason(device: torch.device) -> str | None:
         _openvino()
     except BackendUnavailable as exc:
         return str(exc)
-    return None
+    return _mixed_unwinders()
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p),
+                ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
+
+
+class _PhdrInfo(ctypes.Structure):  # the head of struct dl_phdr_info
+    _fields_ = [("addr", ctypes.c_void_p), ("name", ctypes.c_char_p)]
+
+
+_PHDR_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(_PhdrInfo), ctypes.c_size_t, ctypes.c_void_p)
+
+
+def _mixed_unwinders() -> str | None:
+    """Why C++ exceptions would abort this process, or None: libstdc++ loaded (by a pip wheel,
+    e.g. numpy's) while libgcc_s was the unwinder, then a library made another one global (Debian's
+    libgstreamer pulls in libunwind.so.8, and PyGObject opens it RTLD_GLOBAL). Libraries loaded
+    after that, OpenVINO's among them, resume unwinding in libunwind an exception that libstdc++
+    raised in libgcc_s: the first exception OpenVINO throws, even one it catches itself (its
+    device enumeration does), ends the process with std::terminate. Linux (glibc) only."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.dlsym.restype, libc.dlsym.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_char_p]
+        libc.dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+        found, info = libc.dlsym(None, b"_Unwind_RaiseException"), _DlInfo()
+        if not found or not libc.dladdr(found, ctypes.byref(info)) or b"libgcc_s" in (info.fname or b""):
+            return None
+        loaded: list[bytes] = []  # in load order
+        libc.dl_iterate_phdr(_PHDR_CALLBACK(lambda p, size, data: loaded.append(p.contents.name or b"") or 0), None)
+    except (OSError, AttributeError):  # not glibc: nothing to compare
+        return None
+    global_unwinder = info.fname
+    names = [n.rsplit(b"/", 1)[-1] for n in loaded]
+    stdcxx = next((i for i, n in enumerate(names) if n.startswith(b"libstdc++")), None)
+    if stdcxx is None or global_unwinder not in loaded or stdcxx > loaded.index(global_unwinder):
+        return None
+    return (f"this process unwinds C++ exceptions with two libraries (libstdc++ was loaded before "
+            f"{global_unwinder.decode(errors='replace')} became global, as when numpy is imported before "
+            f"GStreamer): the first exception inside OpenVINO would abort it")
 
 
 def pick_device(available: list[str]) -> str:
