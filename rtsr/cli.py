@@ -308,8 +308,9 @@ def _upscale_video_segmented(src: Path, args: argparse.Namespace, target) -> Non
                                       SegmentPolicy(args.segment_seconds), progress=bar.update)
     kept = stats.segments - len(stats.ran)
     skipped = _repairs(stats.skipped_packets, stats.repaired_frames)
-    print(f"{dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.2f} fps end to end, "
-          f"{len(stats.ran)} of {stats.segments} segments run on {len(stats.nodes)} worker(s)"
+    print(f"{dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.2f} fps end to end over the "
+          f"{stats.ran_frames} upscaled now, {len(stats.ran)} of {stats.segments} segments run on "
+          f"{len(stats.nodes)} worker(s)"
           f"{f', {kept} kept from an earlier run' if kept else ''}; join {stats.join_seconds:.1f} s){skipped}")
 
 

@@ -144,6 +144,24 @@ def test_plan_cuts_at_keyframes_and_keeps_leading_frames_before_them(media: dict
     assert SegmentPolicy().target(20, 2) == 10
 
 
+def test_segments_and_join_in_this_process_with_av1(media: dict, tmp_path: Path) -> None:
+    """The join copies whatever the encoder made (AV1 here: PyAV names its stream after the
+    decoder, libdav1d), and run_segment works without an executor."""
+    clip, out = media["clips"]["closed.mp4"], tmp_path / "out.mp4"
+    av1 = EncodeOptions(codec="libsvtav1", crf=40, preset="12")
+    work, key = work_folder(clip, out, media["spec"], VideoJob(av1))
+    work.path.mkdir(parents=True)
+    plan = make_plan(clip, key, None, None, None, 1, POLICY)
+    upscaler = Upscaler(media["weights"], device="cpu")
+    records = {s.index: run_segment(clip, work, plan, s.index, upscaler, av1) for s in plan.segments}
+    assert join_segments(clip, out, work, plan, records, 4, av1, None, None) == 96
+    got, source = packets(out), packets(clip)
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name in ("libdav1d", "av1")
+    assert sorted(p for p, _, _ in got["0:video"]) == sorted(p for p, _, _ in source["0:video"])
+    assert got["1:audio"] == source["1:audio"] and got["2:subtitle"] == source["2:subtitle"]
+
+
 def test_the_joins_reader_of_a_video_only_input_reads_nothing(media: dict, tmp_path: Path) -> None:
     """The join copies the input's other streams; with none there is nothing to demux."""
     from rtsr.video.reader import END, VideoReader

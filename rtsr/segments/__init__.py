@@ -39,6 +39,7 @@ class SegmentedStats:
     seconds: float = 0.0
     segments: int = 0
     ran: list[int] = field(default_factory=list)  # segments run by this call (the rest: resumed)
+    ran_frames: int = 0
     join_seconds: float = 0.0
     busy_seconds: float = 0.0  # this call's segments, added up over the workers that ran them
     nodes: set[str] = field(default_factory=set)  # where this call's segments ran
@@ -48,7 +49,8 @@ class SegmentedStats:
 
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds else 0.0
+        """Of the frames this call upscaled (not those resumed)."""
+        return self.ran_frames / self.seconds if self.seconds else 0.0
 
 
 def model_scale(spec: UpscalerSpec) -> tuple[Path, int]:
@@ -104,6 +106,7 @@ def upscale_segmented(src: Path, dst: Path, spec: UpscalerSpec, executor: Execut
         def done(record: Record) -> None:
             records[record.index] = record
             stats.ran.append(record.index)
+            stats.ran_frames += record.frames
             stats.nodes.add(record.node)
             stats.busy_seconds += record.seconds
             if progress:

@@ -164,7 +164,9 @@ class VideoWriter:
         if self.encoding:
             self.video = self._add_encoder(path, info, options)
         else:
-            self.video = self.container.add_stream_from_template(video_template)
+            # opaque: the codec parameters as they are; without it PyAV looks for an encoder named
+            # after the template's decoder (libdav1d for AV1) and fails
+            self.video = self.container.add_stream_from_template(video_template, opaque=True)
             self.video.time_base = video_template.time_base
         if info.timecode:  # MOV writes it as a tmcd track, Matroska as a tag
             self.video.metadata["timecode"] = info.timecode
