@@ -28,8 +28,9 @@ setup(
     ],
     packages=find_packages(include=["rtsr", "rtsr.*"]) + ["rtsr.weights"],
     package_dir={"rtsr.weights": "engines"},
-    # hosts/gst/python: the stub GStreamer's Python plugin loader finds through GST_PLUGIN_PATH
-    package_data={"rtsr": ["configs/*.yaml", "configs/models/*.yaml", "hosts/gst/python/*.py"],
+    # hosts/gst/python: the stub GStreamer's Python plugin loader finds through GST_PLUGIN_PATH;
+    # data/probe.png: the photo backend="auto" times and scores the backends on
+    package_data={"rtsr": ["configs/*.yaml", "configs/models/*.yaml", "hosts/gst/python/*.py", "data/*.png"],
                   "rtsr.weights": ["*.pt", "*.yaml"]},
     install_requires=[
         "torch>=2.1",

@@ -6,10 +6,12 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
+import rtsr
 from rtsr import Upscaler
 from rtsr.backends import autoselect
 from rtsr.backends.autoselect import Choice, Measurement, cache_path, choose, decide, summary
@@ -95,6 +97,20 @@ def test_one_candidate_is_chosen_without_timing(monkeypatch: pytest.MonkeyPatch)
     fake = FakeMeasure({})
     choice = choose(make_generator(seed=13), CPU, "fp32", measure=fake)
     assert choice.backend == "torch" and "openvino: not installed" in choice.why and fake.calls == []
+
+
+def test_the_probe_photo_is_package_data() -> None:
+    """Found through the package (a wheel has no samples/), and the same pixels as the centre of
+    samples/photo.png that a checkout probed before, for every scale up to x4."""
+    assert Path(str(autoselect.PHOTO)) == Path(rtsr.__file__).parent / "data" / "probe.png"
+    photo = cv2.cvtColor(cv2.imread(str(Path(__file__).parents[1] / "samples" / "photo.png")), cv2.COLOR_BGR2RGB)
+    for scale in (2, 3, 4):
+        lr, hr = autoselect.probe(scale)
+        h, w = 72 * scale, 128 * scale
+        y0, x0 = (photo.shape[0] - h) // 2, (photo.shape[1] - w) // 2
+        assert lr.shape == (72, 128, 3) and np.array_equal(hr, photo[y0:y0 + h, x0:x0 + w])
+    with pytest.raises(RtsrError, match="up to x4, not x8"):
+        autoselect.probe(8)
 
 
 def test_a_real_measurement_on_the_shipped_photo(caplog: pytest.LogCaptureFixture) -> None:

@@ -73,7 +73,7 @@ def test_wheel_is_pure_python_and_carries_the_weights(dists: dict[str, Path]) ->
         assert "Requires-Python: >=3.10" in zf.read(meta).decode()
     for model in MODELS:
         assert {f"rtsr/weights/{model}.pt", f"rtsr/weights/{model}.yaml"} <= names
-    assert {"rtsr/weights/__init__.py", "rtsr/configs/runtime.yaml", "rtsr/locations.py"} <= names
+    assert {"rtsr/weights/__init__.py", "rtsr/configs/runtime.yaml", "rtsr/locations.py", "rtsr/data/probe.png"} <= names
     assert not [n for n in names if n.split("/")[0] in ("engines", "tests", "train", "benchmarks", "samples")]
 
 

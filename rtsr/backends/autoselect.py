@@ -1,9 +1,10 @@
 """`backend="auto"`: the backend picked by measurement on this machine, once, then cached.
 
 On first use per machine, model, precision and package versions, every backend that can run here
-is timed on one small frame cut from the shipped photo (samples/photo.png, downscaled x scale),
-and the fastest whose output scores within QUALITY_DB dB PSNR-Y of fp32 torch's (against the
-photo itself) is chosen. The choice, the timings and the reason go to the log and to a JSON file in
+is timed on one small frame cut from a real photo (rtsr/data/probe.png, package data: the
+512x288 centre of samples/photo.png, scikit-image's CC0 `coffee`, so a wheel probes what a
+checkout does; downscaled x scale), and the fastest whose output scores within QUALITY_DB dB
+PSNR-Y of fp32 torch's (against the photo itself) is chosen. The choice, the timings and the reason go to the log and to a JSON file in
 the user cache folder (`auto/`), which later runs and `rtsr info` read; a new version of any
 backend package or another machine is a new key, so it is measured again.
 
@@ -21,7 +22,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 
 import cv2
@@ -29,12 +30,13 @@ import numpy as np
 import torch
 
 from rtsr.devices import resolve_precision
+from rtsr.errors import RtsrError
 from rtsr.locations import cache_dir, write_cache_file
 from rtsr.models.srgan import Generator
 from rtsr.quality import downscale_image, psnr_y
 
 log = logging.getLogger(__name__)
-PHOTO = Path(__file__).resolve().parents[2] / "samples" / "photo.png"
+PHOTO = resources.files("rtsr") / "data" / "probe.png"  # 512x288: the probe's crop up to x4
 # low-resolution probe frame: big enough that per-call overhead does not decide (at 48x32 torch
 # beat OpenVINO, which won at 128x72 and 320x180), small enough for a few seconds in all
 PROBE_WH = (128, 72)
@@ -46,7 +48,7 @@ VERSIONED = ("torch", "openvino", "ncnn", "pnnx", "tensorrt", "tensorrt-cu12", "
 @dataclass
 class Measurement:
     seconds: float             # best of ROUNDS calls on the probe frame
-    psnr_y: float | None       # of its output against the photo; None without the photo
+    psnr_y: float | None       # of its output against the photo; None where a Measure gave none
     precision: str
 
 
@@ -115,14 +117,16 @@ def candidates(device: torch.device, precision: str) -> tuple[list[str], dict[st
     return ready, skipped
 
 
-def probe(scale: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """(low-resolution RGB probe frame, the photo crop it came from, or None without the photo)."""
+def probe(scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """(low-resolution RGB probe frame, the centre of the photo it came from)."""
     w, h = PROBE_WH
-    photo = cv2.imread(str(PHOTO))
-    if photo is None:  # an installed wheel has no samples/: a fixed pattern still times the backends
-        yy, xx = np.indices((h, w))
-        return np.stack([(xx * 5) % 256, (yy * 7) % 256, (xx * yy) % 256], -1).astype(np.uint8), None
+    try:  # bytes, not a path: found wherever the package is, even in a zip
+        photo = cv2.imdecode(np.frombuffer(PHOTO.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    except OSError as exc:
+        raise RtsrError(f"rtsr's probe image is missing ({exc}): reinstall rtsr") from None
     photo = cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)
+    if photo.shape[0] < h * scale or photo.shape[1] < w * scale:
+        raise RtsrError(f"backend auto probes models up to x{photo.shape[1] // w}, not x{scale}: choose a backend")
     y0, x0 = (photo.shape[0] - h * scale) // 2, (photo.shape[1] - w * scale) // 2
     hr = np.ascontiguousarray(photo[y0:y0 + h * scale, x0:x0 + w * scale])
     return downscale_image(hr, scale), hr
@@ -155,7 +159,7 @@ def real_measure(generator: Generator, device: torch.device) -> Measure:
         result = {}
         for name, (backend, _, out) in trials.items():
             img = (out[0][0].float().clamp(0, 1).permute(1, 2, 0) * 255).round().byte().cpu().numpy()
-            score = psnr_y(hr, img, border=generator.scale) if hr is not None else None
+            score = psnr_y(hr, img, border=generator.scale)
             result[name] = Measurement(min(seconds[name], default=float("nan")), score,
                                        getattr(backend, "precision", precision))
         return result
@@ -184,7 +188,7 @@ def decide(measured: dict[str, Measurement], reference: float | None, skipped: d
         parts.append(f"PSNR-Y within {QUALITY_DB} dB of fp32 torch's {reference:.2f} dB"
                      + (f" (rejected: {', '.join(lost)})" if lost else ""))
     else:
-        parts.append(f"quality not checked ({PHOTO} not found)")
+        parts.append("quality not checked (no PSNR-Y measured)")
     parts += [f"{n} not timed: {why}" for n, why in skipped.items()]
     return Choice(best, "; ".join(parts), measured, reference)
 
