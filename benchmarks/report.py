@@ -71,12 +71,21 @@ def model_table() -> str:
     return "\n".join(lines)
 
 
+def _rows(record: dict) -> list[dict]:
+    """A record's table rows: fps.py-style records list them; benchmarks/scaling.py's give the best
+    run of each setup (end to end on one clip, frames one by one); other kinds have none."""
+    if "rows" in record:
+        return record["rows"]
+    return [{"kind": "scaling", "name": name, "model": record["model"], "size": record["clip"]["size"], "batch": 1,
+             "fps": run["fps"], "ms_per_frame": 1000 / run["fps"]} for name, run in record.get("best", {}).items()]
+
+
 def performance_table() -> str:
     lines = ["| record | device | row | model | input | batch | fps | ms/frame |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for path in sorted(RESULTS.glob("*.json")):
         record = json.loads(path.read_text())
         device = record["environment"]["device"]
-        for r in record["rows"]:
+        for r in _rows(record):
             lines.append(f"| {path.name} | {device} | {r['kind']}: {r['name']} | {r['model']} | {r['size']} | "
                          f"{r['batch']} | {r['fps']:.2f} | {r['ms_per_frame']:.1f} |")
     return "\n".join(lines)
