@@ -4,9 +4,10 @@ On first use per machine, model, precision and package versions, every backend t
 is timed on one small frame cut from a real photo (rtsr/data/probe.png, package data: the
 512x288 centre of samples/photo.png, scikit-image's CC0 `coffee`, so a wheel probes what a
 checkout does; downscaled x scale), and the fastest whose output scores within QUALITY_DB dB
-PSNR-Y of fp32 torch's (against the photo itself) is chosen. The choice, the timings and the reason go to the log and to a JSON file in
-the user cache folder (`auto/`), which later runs and `rtsr info` read; a new version of any
-backend package or another machine is a new key, so it is measured again.
+PSNR-Y of fp32 torch's (against the photo itself) is chosen. The choice, the timings and the
+reason go to the log and to a JSON file in the user cache folder (`auto/`), which later runs and
+`rtsr info` read; a new version of any backend package or another machine is a new key, so it is
+measured again.
 
 Not timed: TensorRT, whose plans take minutes to build (where it can run it is chosen, as
 before), and software Vulkan devices (lavapipe: the CPU already runs the CPU backends).
