@@ -31,7 +31,8 @@ def _backend_name(text: str) -> str:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="shipped model name or .pt weights path (default: srgan-x4)")
+    p.add_argument("--model", default=None, help="shipped model name or .pt weights path (default: srgan-x4-steady; "
+                                                 "srgan-x4 for pictures)")
     p.add_argument("--backend", default="auto", type=_backend_name,
                    metavar="{" + ",".join(("auto", *BACKENDS, *ALIASES, "vulkan:N")) + "}",
                    help="auto: the fastest here, measured once per machine and model (rtsr info shows it); "
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     vs = sub.add_parser("vs-script", help="write a VapourSynth script (.vpy) that upscales a video")
     vs.add_argument("input", type=Path, metavar="INPUT", help="the video the script reads")
     vs.add_argument("-o", "--output", type=Path, default=None, help="the script (default: INPUT's name .vpy beside it)")
-    vs.add_argument("--model", default=None, help="shipped model name or .pt weights path (default: srgan-x4)")
+    vs.add_argument("--model", default=None, help="shipped model name or .pt weights path (default: srgan-x4-steady)")
     vs.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU if there is one)")
     vs.add_argument("--tile", type=int, default=None, help="largest input tile side in pixels")
     vs.add_argument("--batch", type=int, default=1, help="frames per model call")
@@ -125,8 +126,9 @@ class _ModelError(RtsrError):
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    """Each input in turn with one loaded model. With several inputs a failed one is reported
-    and the rest go on; the exit code says whether all succeeded."""
+    """Each input in turn, with one loaded model per kind (pictures, videos). With several inputs a
+    failed one is reported and the rest go on; the exit code says whether all succeeded."""
+    from rtsr.settings import load_settings
     from rtsr.upscaler import Upscaler
     from rtsr.video.options import encode_options
 
@@ -142,17 +144,20 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                                           ("--segment-seconds", args.segment_seconds)) if value]
         if given:
             raise RtsrError(f"{' and '.join(given)}: only for segmented runs (add --workers N or --ray)")
-    upscaler: Upscaler | None = None
+    settings = load_settings()
+    upscalers: dict[str, Upscaler] = {}
 
-    def loaded() -> Upscaler:  # loaded once, after the first input is known to be usable
-        nonlocal upscaler
-        if upscaler is None:
+    def loaded(picture: bool) -> Upscaler:
+        """The model for a picture or a video, loaded once after the first input of its kind is known to
+        be usable. Without --model, pictures get the sharper picture model, videos the steady one."""
+        model = args.model or (settings.picture_model if picture else settings.model)
+        if model not in upscalers:
             try:
-                upscaler = Upscaler(args.model, backend=args.backend, device=args.device, tile=args.tile,
-                                    batch=args.batch, precision=args.precision)  # the backend is sized for it
+                upscalers[model] = Upscaler(model, backend=args.backend, device=args.device, tile=args.tile,
+                                            batch=args.batch, precision=args.precision, settings=settings)
             except RtsrError as exc:
                 raise _ModelError(str(exc)) from None
-        return upscaler
+        return upscalers[model]
 
     def target(default: Path) -> Path:
         if args.output is None:
@@ -222,7 +227,7 @@ def _upscale_image(src: Path, args: argparse.Namespace, loaded, target) -> None:
     h, w = frames[0][0].shape[:2]
     check_destination(target(default_output(src, 1)))
     check_image_output(target(default_output(src, 1)), w, h, animated=animation is not None)
-    upscaler = loaded()
+    upscaler = loaded(picture=True)
     out = target(default_output(src, upscaler.scale))
     check_output(src, out, args.overwrite)
     check_image_output(out, w * upscaler.scale, h * upscaler.scale, animated=animation is not None)
@@ -261,7 +266,7 @@ def _upscale_video(src: Path, args: argparse.Namespace, loaded, target) -> None:
     if args.workers is not None or args.ray is not None:
         _upscale_video_segmented(src, args, target)
         return
-    upscaler = loaded()
+    upscaler = loaded(picture=False)
     dst = target(default_video_output(src, upscaler.scale, args.codec))
     check_output(src, dst, args.overwrite)
     job = VideoJob(args.encode, args.batch, args.start, args.end, args.max_frames)
@@ -355,30 +360,35 @@ def _ends_early(src: Path, info, stats, args: argparse.Namespace) -> str:
 
 def cmd_models(_: argparse.Namespace) -> int:
     from rtsr.locations import weights_dir
+    from rtsr.models import Generator, GeneratorConfig
     from rtsr.models.weights import read_card, shipped_models
+    from rtsr.settings import load_settings
 
     models = shipped_models()
     if not models:
         print(f"no models shipped in {weights_dir()}")
         return 1
+    settings = load_settings()
+    defaults = {settings.model: "video", settings.picture_model: "pictures"}
     print(f"{'model':<16} {'scale':>5} {'blocks':>6} {'ch':>4} {'params':>8} {'size':>8}  {'kind':<5} "
-          f"{'PSNR-Y':>7} {'vs bicubic':>10} {'SSIM-Y':>7}  {'H.264 CRF 23':>12}")
+          f"{'PSNR-Y':>7} {'vs bicubic':>10} {'SSIM-Y':>7}  {'H.264 CRF 23':>12}  {'flicker (bicubic)':>17}  default for")
     for name, path in models.items():
         card = read_card(path)
         c, m = card.config, card.metrics
-        from rtsr.models import Generator, GeneratorConfig
-
         params = sum(p.numel() for p in Generator(GeneratorConfig.from_dict(c)).parameters())
         psnr = f"{m['psnr_y']:.2f}" if "psnr_y" in m else "-"
         gain = f"{m['gain_vs_bicubic_db']:+.2f} dB" if "gain_vs_bicubic_db" in m else "-"
         ssim = f"{m['ssim_y']:.4f}" if "ssim_y" in m else "-"
         h264 = m.get("h264_crf23")
         compressed = f"{h264['psnr_y'] - h264['bicubic']['psnr_y']:+.2f} dB" if h264 else "-"
+        steady = m.get("temporal", {}).get("h264_crf23")
+        flicker = f"{steady['flicker']:.2f} ({steady['bicubic']:.2f})" if steady else "-"
         print(f"{name:<16} {'x' + str(c['scale']):>5} {c['num_blocks']:>6} {c['channels']:>4} "
               f"{params / 1e6:>7.2f}M {path.stat().st_size / 2**20:>6.1f}MB  {card.kind:<5} {psnr:>7} {gain:>10} "
-              f"{ssim:>7}  {compressed:>12}")
+              f"{ssim:>7}  {compressed:>12}  {flicker:>17}  {defaults.get(name, '')}")
     print("PSNR/SSIM: held-out photos, Y channel, x4 bicubic-downscaled input; H.264 CRF 23: the same input "
-          "through x264 first, gain vs bicubic (python -m train.evaluate)")
+          "through x264 first, gain vs bicubic; flicker: the photos panned by a sub-pixel motion through x264 "
+          "CRF 23, RMS Y change between frames after undoing the pan, lower is steadier (python -m train.evaluate)")
     return 0
 
 

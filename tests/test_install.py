@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("srgan-x4", "srgan-x4-lite")
+MODELS = ("srgan-x4", "srgan-x4-lite", "srgan-x4-steady")
 FRAMES = 12  # of samples/sample.mp4's 48: enough to check the output, cheap on a CPU
 
 pytestmark = pytest.mark.skipif(not (os.environ.get("CI") or os.environ.get("RTSR_INSTALL_TEST")),
@@ -121,7 +121,7 @@ def test_installed_package_upscales_from_another_folder(kind: str, dists: dict[s
     assert f"cache (written):       {tmp_path / 'cache'} " in info, info
 
     done = run([rtsr, "upscale", "clip.mp4", "--max-frames", FRAMES, "-q"], cwd=work, env=env)
-    assert "srgan-x4 x4 via torch" in done, done  # the default model
+    assert "srgan-x4-steady x4 via " in done, done  # the default model for video (auto: measured)
     with av.open(str(work / "clip_x4.mp4")) as out, av.open(str(work / "clip.mp4")) as src:
         assert [s.type for s in out.streams] == [s.type for s in src.streams]  # video + audio kept
         frames = [f.to_ndarray(format="rgb24") for f in out.decode(video=0)]

@@ -20,11 +20,13 @@ from train.data import load_split  # noqa: E402
 from train.evaluate import compressed_metrics, evaluate_generator  # noqa: E402
 
 # held-out PSNR-Y gain over bicubic that the shipped weights must keep: the training issue's
-# targets (+1.0 dB for the default srgan-x4, +0.5 dB for the lite model).
-FLOOR_DB = {"srgan-x4": 1.0, "srgan-x4-lite": 0.5}
+# targets (+1.0 dB for srgan-x4, +0.5 dB for the lite model); srgan-x4-steady trades gain for
+# steadiness (+0.84 measured: its floor is below what it measured, as the others' are).
+FLOOR_DB = {"srgan-x4": 1.0, "srgan-x4-lite": 0.5, "srgan-x4-steady": 0.7}
 # the same on LR sent through H.264 at CRF 23, as video reaches rtsr (train/evaluate.py); the
-# clean-trained models before the H.264 cycle measured +0.22 dB here; srgan-x4 now +0.68, lite +0.53.
-H264_CRF23_FLOOR_DB = {"srgan-x4": 0.5, "srgan-x4-lite": 0.4}
+# clean-trained models before the H.264 cycle measured +0.22 dB here; srgan-x4 now +0.66, lite +0.50,
+# steady +0.48.
+H264_CRF23_FLOOR_DB = {"srgan-x4": 0.5, "srgan-x4-lite": 0.4, "srgan-x4-steady": 0.4}
 
 
 @pytest.mark.parametrize("name", sorted(FLOOR_DB))
@@ -69,8 +71,10 @@ def test_cli_default_model_beats_bicubic_on_an_unseen_photo(tmp_path: Path) -> N
 @pytest.mark.parametrize("name", sorted(FLOOR_DB))
 def test_temporal_metric_reproduces(name: str) -> None:
     """The card's flicker numbers (held-out photos panned by a known sub-pixel motion, clean and
-    through x264 with P/B frames) reproduce. Not yet asserted: flicker no higher than bicubic's;
-    the shipped models measure about 25% above it (issue 17, see the cards)."""
+    through x264 with P/B frames) reproduce; the video default flickers no more than bicubic
+    (issue 17: a model that does, does not ship as the default). srgan-x4 and the lite model
+    measure about 25% above bicubic: they are for pictures, or chosen by name."""
+    from rtsr.settings import load_settings
     from train.evaluate import generator_temporal_metrics
 
     generator, card = load_weights(shipped_models()[name])
@@ -78,6 +82,8 @@ def test_temporal_metric_reproduces(name: str) -> None:
     for key, m in measured.items():
         assert abs(m["flicker"] - card.metrics["temporal"][key]["flicker"]) <= 0.05, key
         assert abs(m["bicubic"] - card.metrics["temporal"][key]["bicubic"]) <= 0.05, key
+        if name == load_settings().model:
+            assert m["flicker"] <= m["bicubic"], key
 
 
 @pytest.mark.parametrize("name", sorted(FLOOR_DB))

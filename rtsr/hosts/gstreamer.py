@@ -56,7 +56,7 @@ class RtsrUpscale(GstBase.BaseTransform):
     __gsttemplates__ = (Gst.PadTemplate.new("sink", Gst.PadDirection.SINK, Gst.PadPresence.ALWAYS, CAPS),
                         Gst.PadTemplate.new("src", Gst.PadDirection.SRC, Gst.PadPresence.ALWAYS, CAPS))
     __gproperties__ = {
-        "model": (str, "model", "shipped model name or .pt weights path (empty: srgan-x4)", "", _READWRITE),
+        "model": (str, "model", "shipped model name or .pt weights path (empty: srgan-x4-steady)", "", _READWRITE),
         "backend": (str, "backend", "auto, torch, tensorrt, ...", "auto", _READWRITE),
         "device": (str, "device", "cpu, cuda or cuda:N (empty: the GPU if there is one)", "", _READWRITE),
         "tile": (int, "tile", "largest input tile side in pixels (0: the runtime default)", 0, 1 << 20, 0, _READWRITE),

@@ -39,7 +39,7 @@ MATRIX_BT709, MATRIX_UNSPECIFIED, MATRIX_BT601 = 1, 2, 6
 def upscale(clip: vs.VideoNode, model: str | Path | None = None, backend: str = "auto",
             device: str | None = None, tile: int | None = None, batch: int = 1,
             precision: str = "auto") -> vs.VideoNode:
-    """`clip` upscaled by the model (default srgan-x4) on `device` (default: the GPU if there is
+    """`clip` upscaled by the model (default srgan-x4-steady, the video default) on `device` (default: the GPU if there is
     one); `tile`, `batch` and `precision` as `rtsr.Upscaler` takes them. Raises vs.Error."""
     if not isinstance(clip, vs.VideoNode):
         raise vs.Error(f"rtsr.upscale: clip must be a video clip, not {type(clip).__name__}")
