@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import av
+
 from rtsr.backends import ALIASES, BACKENDS, canonical
 from rtsr.devices import PRECISIONS
 from rtsr.errors import RtsrError
@@ -515,6 +517,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except RtsrError as exc:
+        print(f"rtsr: error: {exc}", file=sys.stderr)
+        return 2
+    except av.error.FFmpegError as exc:  # a damaged input no earlier check caught: still one line (outputs are atomic)
         print(f"rtsr: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -383,3 +383,25 @@ def test_output_folder_with_one_input(tmp_path: Path, tiny_weights: Path) -> Non
     (tmp_path / "out").mkdir()
     assert main(["upscale", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_weights), "--device", "cpu"]) == 0
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["in_x4.png"]
+
+
+def test_a_media_error_no_check_foresaw_is_one_line(tmp_path: Path, tiny_weights: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """An FFmpeg error raised mid-run (a damaged packet past every up-front check) ends in one
+    `rtsr: error:` line and exit 2, no traceback and no output left behind."""
+    import av
+
+    import rtsr.video.pipeline
+    from rtsr import cli
+
+    def damaged(*_a, **_k):
+        raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    monkeypatch.setattr(rtsr.video.pipeline.DeviceStage, "submit", damaged)  # mid-run: the output is open
+    src = Path(__file__).resolve().parents[1] / "samples" / "sample.mp4"
+    out = tmp_path / "out.mp4"
+    assert cli.main(["upscale", str(src), "-o", str(out), "--model", str(tiny_weights), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["rtsr: error: [Errno 1094995529] Invalid data found when processing input"]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["tiny-x4.pt", "tiny-x4.yaml"]
