@@ -301,7 +301,9 @@ def _upscale_video_segmented(src: Path, args: argparse.Namespace, target) -> Non
 
     if args.segment_seconds is not None and args.segment_seconds <= 0:
         raise RtsrError("--segment-seconds must be more than 0")
-    spec = UpscalerSpec(args.model, args.backend, args.device, args.tile, args.precision, args.batch)
+    # a weights file by absolute path: Ray actors elsewhere do not share this working folder
+    model = str(Path(args.model).resolve()) if args.model and Path(args.model).is_file() else args.model
+    spec = UpscalerSpec(model, args.backend, args.device, args.tile, args.precision, args.batch)
     _, scale = model_scale(spec)
     dst = target(default_video_output(src, scale, args.codec))
     check_output(src, dst, args.overwrite)

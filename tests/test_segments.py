@@ -6,6 +6,7 @@ a second, closed and open GOP (open: frames shown before a keyframe are decoded 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -208,6 +209,13 @@ def test_failed_segment_leaves_a_resumable_work_folder(media: dict, tmp_path: Pa
     with pytest.raises(RtsrError, match="segment 2 is encoded differently"):
         join_segments(clip, out, work, plan, records, 4, EncodeOptions(), None, None)
     assert not out.exists()
+
+    # a record whose offset is not the plan's segment start (another plan's) is not trusted
+    first = records[0]
+    work.write_record(dataclasses.replace(first, offset=first.offset + 1))
+    assert work.record(plan, 0) is None
+    work.write_record(first)
+    assert work.record(plan, 0) == first
 
     work.record_path(odd.index).unlink()  # no record: the rerun does it again, and only it
     stats = upscale_segmented(clip, out, spec, pool, policy=POLICY)

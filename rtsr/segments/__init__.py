@@ -112,7 +112,8 @@ def upscale_segmented(src: Path, dst: Path, spec: UpscalerSpec, executor: Execut
             if progress:
                 progress(record.frames)
 
-        tasks = [SegmentTask(str(src), str(work.path), plan, s.index, job.encode)
+        # absolute: a Ray actor on another node opens them from its own working folder
+        tasks = [SegmentTask(str(src.resolve()), str(work.path.resolve()), plan, s.index, job.encode)
                  for s in plan.segments if s.index not in records]
         failures = executor.run(tasks, done) if tasks else {}
         if failures:

@@ -200,7 +200,10 @@ class RayExecutor:
                 self._started = True
             gpus = int(ray.cluster_resources().get("GPU", 0))
             nodes = sum(1 for n in ray.nodes() if n["Alive"])
-            self._shape = (self.requested or gpus or nodes, gpus, nodes)
+            # one actor a GPU (or a CPU) at most: an actor asking for what no node has left is never
+            # placed, and the run would wait on it for ever
+            limit = gpus or int(ray.cluster_resources().get("CPU", 1))
+            self._shape = (min(self.requested or gpus or nodes, limit), gpus, nodes)
         return self._shape
 
     @property
@@ -211,7 +214,9 @@ class RayExecutor:
     def _start_actors(self) -> None:
         ray = self.ray
         count, gpus, nodes = self._connect()
-        cpus = 1 if gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // count)
+        # CPU actors spread over the nodes: sized by the smallest node, so each one fits where it lands
+        smallest = min(int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n["Alive"])
+        cpus = 1 if gpus else max(1, smallest // -(-count // nodes))
         actor = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)(_SegmentActor)
         level = logging.getLogger("rtsr").getEffectiveLevel()
         self.actors = [actor.options(num_cpus=cpus, num_gpus=1 if gpus else 0, scheduling_strategy="SPREAD")

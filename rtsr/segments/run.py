@@ -83,8 +83,9 @@ class WorkFolder:
         """The segment's record if it and its file agree (frames as planned, size, checksum)."""
         try:
             record = Record(**json.loads(self.record_path(index).read_text()))
-            if (record.index, record.frames) != (index, plan.segments[index].frames):
-                return None
+            segment = plan.segments[index]
+            if (record.index, record.frames, record.offset) != (index, segment.frames, segment.start):
+                return None  # another plan's segment (the plan was made again): its frames would be mistimed
             path = self.segment_path(index)
             if path.stat().st_size != record.size or file_sha256(path) != record.sha256:
                 log.warning("segment %d does not match its record: running it again", index)
