@@ -3,7 +3,7 @@
 The generator's largest activations are at the output size: the last upsample stage's shuffled
 C channels at `scale` times the input, beside the PReLU's (or the tail conv's) copy of them. At the
 old CUDA default (8 tiles of 1040 x 1040 input at x4, 64 channels, fp16) one of them is 16.5 GiB,
-more than most GPUs have, so the defaults are fitted to the free memory before a backend is built.
+more than most GPUs have, so the defaults are fitted to the GPU's memory before a backend is built.
 """
 from __future__ import annotations
 
@@ -45,18 +45,20 @@ def fit_tile_and_batch(config: GeneratorConfig, budget: int, tile: int, batch: i
 
 def fit_to_device(config: GeneratorConfig, device: torch.device, tile: int, batch: int, overlap: int,
                   bytes_per_value: int, fixed_tile: bool = False, fixed_batch: bool = False) -> tuple[int, int]:
-    """`fit_tile_and_batch` against MEMORY_SHARE of `device`'s free memory now (CUDA only; other
-    devices keep their settings). Logs what it changed and why."""
+    """`fit_tile_and_batch` against MEMORY_SHARE of `device`'s total memory (CUDA only; other devices
+    keep their settings). Total, not free: the fit must come out the same in `rtsr build-engine` and
+    in a later `rtsr upscale`, or upscale would ask for another plan and build it for minutes; what
+    is free now only warns. Logs what it changed and why."""
     if device.type != "cuda":
         return tile, batch
-    free, _ = torch.cuda.mem_get_info(device)
-    budget = int(free * MEMORY_SHARE)
+    free, total = torch.cuda.mem_get_info(device)
+    budget = int(total * MEMORY_SHARE)
     fitted = fit_tile_and_batch(config, budget, tile, batch, overlap, bytes_per_value, fixed_tile, fixed_batch)
     need = activation_bytes(config, fitted[1], fitted[0] + 2 * overlap, bytes_per_value)
     if fitted != (tile, batch):
-        log.info("tile %d, batch %d -> tile %d, batch %d: activations %.1f GiB of %.1f GiB free on %s",
-                 tile, batch, *fitted, need / 2**30, free / 2**30, device)
-    if need > budget:
+        log.info("tile %d, batch %d -> tile %d, batch %d: activations %.1f GiB of the %.1f GiB of %s",
+                 tile, batch, *fitted, need / 2**30, total / 2**30, device)
+    if need > min(budget, free * MEMORY_SHARE):
         log.warning("tile %d x batch %d needs about %.1f GiB of activations, %.1f GiB free on %s: "
                     "it may run out of memory (lower --tile or --batch)", *fitted, need / 2**30, free / 2**30, device)
     return fitted

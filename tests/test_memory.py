@@ -48,8 +48,10 @@ def test_what_the_caller_set_is_kept() -> None:
     assert fit_tile_and_batch(X4, budget, 960, 8, overlap, 2, fixed_tile=True, fixed_batch=True) == (960, 8)
 
 
-def _free(monkeypatch: pytest.MonkeyPatch, gib: float) -> None:
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(gib * GIB), 141 * GIB))
+def _free(monkeypatch: pytest.MonkeyPatch, gib: float, free_gib: float | None = None) -> None:
+    """A GPU of `gib` GiB, `free_gib` of them free (all by default)."""
+    free = gib if free_gib is None else free_gib
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(free * GIB), int(gib * GIB)))
 
 
 def test_fit_to_device_asks_the_gpu_and_warns_when_fixed_values_do_not_fit(
@@ -64,8 +66,24 @@ def test_fit_to_device_asks_the_gpu_and_warns_when_fixed_values_do_not_fit(
     assert "may run out of memory" in caplog.text
 
 
+def test_the_fit_follows_the_gpus_size_not_what_is_free_now(monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """build-engine and a later upscale must agree on the profile whatever else runs on the GPU:
+    less free memory warns, it does not change the fit."""
+    overlap = receptive_radius(X4)
+    _free(monkeypatch, 80)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rtsr.memory"):
+        assert fit_to_device(X4, torch.device("cuda"), 960, 8, overlap, 2) == (960, 4)
+    assert "may run out of memory" not in caplog.text
+    _free(monkeypatch, 80, free_gib=20)
+    with caplog.at_level("WARNING", logger="rtsr.memory"):
+        assert fit_to_device(X4, torch.device("cuda"), 960, 8, overlap, 2) == (960, 4)
+    assert "may run out of memory" in caplog.text
+
+
 def test_build_engine_defaults_follow_the_gpus_memory(monkeypatch: pytest.MonkeyPatch, tiny_weights: Path) -> None:
-    """On a 24 GiB GPU `rtsr build-engine` builds batch 2 (as Upscaler's defaults become there)."""
+    """On a small GPU `rtsr build-engine` builds batch 2 (as Upscaler's defaults become there)."""
     import rtsr.backends.tensorrt as tensorrt
     import rtsr.devices
     from rtsr import cli
