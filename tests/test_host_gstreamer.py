@@ -183,6 +183,23 @@ def test_bad_property_is_one_error(gst_env) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_a_model_failing_mid_stream_stops_the_pipeline(gst_env, tmp_path: Path) -> None:
+    """A model that loads but fails on the frames (here it wants 4 channels) is an ERROR, not OK buffers
+    of uninitialised memory flowing on to the sink with exit 0 (PyGObject turns a raised vfunc into OK)."""
+    from rtsr.models import Generator, GeneratorConfig
+    from rtsr.models.weights import ModelCard, save_weights
+
+    g = Generator(GeneratorConfig(name="four", num_blocks=1, channels=4, in_channels=4)).eval()
+    weights = tmp_path / "four.pt"
+    save_weights(weights, g, ModelCard(name="four", config=g.config.to_dict(), description="fails on RGB"))
+    proc = subprocess.run(["gst-launch-1.0", "videotestsrc", "num-buffers=3", "!", "video/x-raw,format=RGB,width=32,height=24",
+                           "!", "rtsrupscale", f"model={weights}", "backend=torch", "!", "fakesink"],
+                          capture_output=True, text=True, env=gst_env, timeout=120)
+    assert proc.returncode != 0, proc.stdout
+    errors = [line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if line.startswith("ERROR: from")]
+    assert len(errors) == 1 and "rtsrupscale: upscaling failed" in errors[0], errors
+
+
 def test_without_rtsr_one_error_then_found_once_fixed(gst_env, tmp_path: Path) -> None:
     """GStreamer caches which elements its scan found: a first run without RTSR_GST_SITE must fail
     in one line and leave the element findable once the environment is right."""

@@ -78,7 +78,8 @@ class RtsrUpscale(GstBase.BaseTransform):
 
     def do_set_property(self, prop: GObject.ParamSpec, value) -> None:
         self.props_[prop.name] = value
-        self.upscaler = None  # loaded again, with the new value, at the next start
+        if self.get_state(0)[1] in (Gst.State.NULL, Gst.State.READY):
+            self.upscaler = None  # loaded again, with the new value, at the next start; a running one is kept
 
     def _load(self) -> Upscaler | None:
         """The Upscaler of the current properties; a mistake is posted as one error message."""
@@ -194,6 +195,9 @@ class RtsrUpscale(GstBase.BaseTransform):
                     _plane(d, self.out_info, 0, 3)[:] = frame
             else:
                 self._transform_yuv(data_in, data_out)
+        except Exception as exc:  # PyGObject would log it and return OK: uninitialised frames would flow on
+            self._error(f"upscaling failed: {exc}")
+            return Gst.FlowReturn.ERROR
         finally:
             for buf, ok, m in maps:
                 if ok:
