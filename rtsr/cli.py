@@ -15,8 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import av
-
 from rtsr.backends import ALIASES, BACKENDS, canonical
 from rtsr.devices import PRECISIONS
 from rtsr.errors import RtsrError
@@ -507,6 +505,13 @@ def _raise_terminated(signum: int, _frame: object) -> None:
     raise Terminated(signum)
 
 
+def _media_error(exc: Exception) -> bool:
+    """An FFmpeg error (a damaged input no earlier check caught). PyAV is not imported for this:
+    loaded beside OpenCV's Qt, as `rtsr preview` would then, its bundled libraries hang the window."""
+    av = sys.modules.get("av")
+    return av is not None and isinstance(exc, av.error.FFmpegError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -521,8 +526,10 @@ def main(argv: list[str] | None = None) -> int:
     except RtsrError as exc:
         print(f"rtsr: error: {exc}", file=sys.stderr)
         return 2
-    except av.error.FFmpegError as exc:  # a damaged input no earlier check caught: still one line (outputs are atomic)
-        print(f"rtsr: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if not _media_error(exc):
+            raise
+        print(f"rtsr: error: {exc}", file=sys.stderr)  # outputs are atomic: nothing partial is left
         return 2
     except KeyboardInterrupt:
         print("rtsr: interrupted", file=sys.stderr)

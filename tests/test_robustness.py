@@ -283,7 +283,9 @@ MEASURE = """
 import json, resource, sys
 import numpy as np
 from rtsr import Upscaler
-up = Upscaler(sys.argv[1], device="cpu", tile=128)
+# torch: what is measured is the Upscaler's streaming; OpenVINO (auto's pick on some CPUs) adds a
+# compiled model per new tile shape (up to 8 kept), about 30 MB each here at the edge tiles
+up = Upscaler(sys.argv[1], backend="torch", device="cpu", tile=128)
 img = np.random.default_rng(0).integers(0, 256, (600, 900, 3), dtype=np.uint8)
 up(img[:300, :300])  # warm up the allocator on whole tiles
 rss = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
