@@ -75,6 +75,7 @@ def test_window_shows_the_upscaled_frame(tmp_path: Path, still_clip) -> None:
     display = ":97"
     xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    preview = None
     try:
         time.sleep(1.0)
         env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
@@ -97,5 +98,8 @@ def test_window_shows_the_upscaled_frame(tmp_path: Path, still_clip) -> None:
         assert best > 0.95, f"upscaled frame not found on screen (best match {best:.3f})"
         assert "frames shown" in out
     finally:
+        if preview is not None and preview.poll() is None:  # a hung preview must not outlive the test
+            preview.kill()
+            preview.wait(5)
         xvfb.terminate()
         xvfb.wait(5)
