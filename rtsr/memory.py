@@ -15,7 +15,7 @@ from rtsr.models.config import GeneratorConfig
 
 log = logging.getLogger(__name__)
 
-# Share of the free memory the activations may take: TensorRT keeps up to two execution contexts
+# Share of the GPU's memory the activations may take: TensorRT keeps up to two execution contexts
 # (rtsr.backends.tensorrt.MAX_CONTEXTS), each with device memory for its profile's largest
 # input, beside its workspace and the video stage's staging buffers.
 MEMORY_SHARE = 0.4

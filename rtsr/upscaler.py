@@ -64,7 +64,7 @@ class Upscaler:
         self.batch = batch if batch is not None else self.settings.batch_for(self.device.type)
         if self.batch < 1:
             raise RtsrError("batch must be at least 1")
-        # on a GPU the defaults shrink to what its free memory holds; what the caller set stays
+        # on a GPU the defaults shrink to what its memory holds; what the caller set stays
         self.tile, self.batch = fit_to_device(generator.config, self.device, self.tile, self.batch, self.tile_overlap,
                                               4 if precision == "fp32" else 2, fixed_tile=tile is not None,
                                               fixed_batch=batch is not None)
