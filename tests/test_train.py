@@ -13,8 +13,8 @@ pytest.importorskip("skimage")
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
-from train.data import HELDOUT, PatchSampler, h264_roundtrip, load_split, shift_consistency  # noqa: E402
-from train.train import TrainConfig, run  # noqa: E402
+from train.data import HELDOUT, PatchSampler, gaussian_blur, h264_roundtrip, load_split, shift_consistency  # noqa: E402
+from train.train import TrainConfig, _with_bicubic_skip, run  # noqa: E402
 from train.vgg import PHI_54_INDEX, VGG19Features  # noqa: E402
 
 
@@ -52,6 +52,35 @@ def test_shifted_pairs_see_one_scene_at_two_subpixel_phases() -> None:
     assert shift_consistency(hr, [(0, 0)] * 6, border=4).item() > 1e-4
     bicubic = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic")
     assert shift_consistency(bicubic, shifts, border=4).item() > 1e-5  # LR phases differ
+
+
+def test_hr_blur_softens_the_picked_share_of_hr_patches() -> None:
+    """hr_blur=1 blurs every HR patch (less detail, the same mean level), hr_blur=0 none; the LR
+    is made from the blurred HR, so the pair stays consistent."""
+    images = list(load_split("train").values())[:3]
+    sharp_lr, sharp = PatchSampler(images, 48, 4, seed=5).batch(4)
+    soft_lr, soft = PatchSampler(images, 48, 4, seed=5, hr_blur=1.0, hr_blur_sigma=(2.0, 2.0)).batch(4)
+    detail = lambda t: (t[..., 1:, :] - t[..., :-1, :]).abs().mean().item()
+    assert detail(soft) < 0.6 * detail(sharp)
+    assert abs(soft.mean().item() - sharp.mean().item()) < 0.01
+    lr_of_soft = torch.nn.functional.avg_pool2d(soft, 4)
+    assert (lr_of_soft - soft_lr).abs().mean() < (lr_of_soft - sharp_lr).abs().mean()
+    flat = torch.full((3, 20, 20), 77, dtype=torch.uint8)
+    assert torch.equal(gaussian_blur(flat, 1.5), flat)  # a flat patch is left as it is, edges too
+
+
+def test_add_skip_starts_as_bicubic_and_keeps_the_body() -> None:
+    generator, _ = load_weights(Path("engines/srgan-x4-lite.pt"))
+    skipped = _with_bicubic_skip(generator).eval()
+    assert skipped.config.skip == "bicubic"
+    x = torch.rand(1, 3, 16, 16)
+    bicubic = torch.nn.functional.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
+    assert torch.equal(skipped(x), bicubic)
+    for name, v in generator.state_dict().items():
+        if not name.startswith("tail."):
+            assert torch.equal(v, skipped.state_dict()[name]), name
+    with pytest.raises(SystemExit, match="skip already"):
+        _with_bicubic_skip(skipped)
 
 
 def test_temporal_weight_adds_the_shift_loss(tmp_path: Path) -> None:

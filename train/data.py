@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import bz2
 import logging
+import math
 import shutil
 import subprocess
 import sys
@@ -318,6 +319,17 @@ def subsample_chroma(rgb: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,njhw->nihw", torch.linalg.inv(m), ycc).clamp(0, 1)
 
 
+def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A uint8 C x H x W image blurred by a separable Gaussian (radius 3 sigma, edges reflected), uint8."""
+    radius = max(1, math.ceil(3 * sigma))
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
+    taps = (taps / taps.sum()).to(torch.float32)
+    x = torch.nn.functional.pad(img[:, None].float(), (radius, radius, radius, radius), mode="reflect")
+    x = torch.nn.functional.conv2d(x, taps.view(1, 1, 1, -1))
+    x = torch.nn.functional.conv2d(x, taps.view(1, 1, -1, 1))
+    return x[:, 0].round().clamp(0, 255).to(torch.uint8)
+
+
 def h264_roundtrip(img: np.ndarray, crf: int) -> np.ndarray:
     """An RGB uint8 image (even sides) through libx264 (yuv420p, one intra frame at `crf`) and
     back: the blocking, ringing and chroma loss of the compressed video rtsr is given."""
@@ -377,11 +389,16 @@ class PatchSampler:
 
     def __init__(self, images: list[np.ndarray], hr_patch: int, scale: int, seed: int,
                  noise_std: float = 0.0, chroma_subsample: float = 0.0, h264_share: float = 0.0,
-                 h264_crf: tuple[int, int] = (18, 32)) -> None:
+                 h264_crf: tuple[int, int] = (18, 32), hr_blur: float = 0.0,
+                 hr_blur_sigma: tuple[float, float] = (1.5, 3.0)) -> None:
         self.images = [torch.from_numpy(im).permute(2, 0, 1).contiguous() for im in images]
         self.hr_patch, self.scale, self.noise_std = hr_patch, scale, noise_std
         self.chroma_subsample = chroma_subsample  # share of LR patches sent through 4:2:0, as video is
         self.h264_share, self.h264_crf = h264_share, h264_crf  # share through H.264 at a CRF in the range
+        # share of HR crops blurred (Gaussian, sigma in HR pixels, drawn uniformly) before the LR is
+        # made from them: soft photos (an upscaled or defocused source) whose LR is soft too, so the
+        # model learns not to sharpen what was never sharp
+        self.hr_blur, self.hr_blur_sigma = hr_blur, hr_blur_sigma
         self.weights = torch.full((len(self.images),), 1.0 / len(self.images))
         self.gen = torch.Generator().manual_seed(seed)
 
@@ -401,7 +418,14 @@ class PatchSampler:
                 patch = patch.flip(-1)
             patch = torch.rot90(patch, self._randint(4), dims=(-2, -1))
             patches.append(patch)
-        return torch.stack(patches)
+        out = torch.stack(patches)
+        if self.hr_blur > 0:
+            pick = (torch.rand(size, generator=self.gen) < self.hr_blur).nonzero().flatten().tolist()
+            lo, hi = self.hr_blur_sigma
+            for i in pick:
+                sigma = lo + (hi - lo) * float(torch.rand(1, generator=self.gen))
+                out[i] = gaussian_blur(out[i], sigma)
+        return out
 
     def _degrade(self, hr: torch.Tensor) -> torch.Tensor:
         """The LR a decoder would hand over: antialiased bicubic, then (each by its share) 4:2:0

@@ -16,7 +16,7 @@ import math
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,9 @@ class TrainConfig:
     h264_share: float = 0.0         # share of LR patches sent through an H.264 intra frame (compressed video)
     h264_crf: tuple[int, int] = (18, 32)  # CRF range of those frames, drawn uniformly
     init_from: str | None = None    # weights file to start from (stage 2 starts from stage 1)
+    add_skip: bool = False          # with init_from: add the bicubic skip and zero the tail (starts as bicubic)
+    hr_blur: float = 0.0            # share of HR patches blurred before degrading (soft sources stay soft)
+    hr_blur_sigma: tuple[float, float] = (1.5, 3.0)  # that blur's sigma range, HR pixels
     temporal_weight: float = 0.0    # > 0: batches of shifted pairs, + this x their shift_consistency (flicker)
     temporal_border: int = 8        # HR pixels left out at the patch edges by that loss
     adversarial_weight: float = 1e-3
@@ -80,9 +83,24 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         if set(data) - known:
             raise SystemExit(f"{path}: unknown keys {sorted(set(data) - known)}")
-        if "betas" in data:
-            data["betas"] = tuple(data["betas"])
+        for key in ("betas", "h264_crf", "hr_blur_sigma"):
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(**data)
+
+
+def _with_bicubic_skip(generator: Generator) -> Generator:
+    """`generator` with the bicubic skip added and its tail conv zeroed: the output starts as the
+    bicubic upscale, and the trained body's features are kept for the residual the tail now learns
+    (far fewer steps than the skip model from scratch)."""
+    if generator.config.skip == "bicubic":
+        raise SystemExit("add_skip: the init_from model has the bicubic skip already")
+    skipped = Generator(replace(generator.config, skip="bicubic"))
+    skipped.load_state_dict(generator.state_dict())
+    with torch.no_grad():
+        skipped.tail.weight.zero_()
+        skipped.tail.bias.zero_()
+    return skipped
 
 
 class Trainer:
@@ -92,6 +110,10 @@ class Trainer:
         self.init_card: ModelCard | None = None
         if cfg.init_from:
             self.generator, self.init_card = load_weights(Path(cfg.init_from))
+            if cfg.add_skip:
+                self.generator = _with_bicubic_skip(self.generator)
+        elif cfg.add_skip:
+            raise SystemExit(f"{cfg.name}: add_skip needs init_from (a model to add the skip to)")
         else:
             self.generator = Generator(load_generator_config(cfg.model))
         if cfg.temporal_weight and cfg.stage != "mse":
@@ -110,7 +132,8 @@ class Trainer:
                 self.vgg = VGG19Features.from_torchvision_weights(vgg_weights).to(device)
         train_images = list(load_split("train", wheels=cfg.wheel_photos, debs=cfg.deb_photos).values())
         self.sampler = PatchSampler(train_images, cfg.hr_patch, self.generator.scale, cfg.seed, cfg.noise_std,
-                                    cfg.chroma_subsample, cfg.h264_share, tuple(cfg.h264_crf))
+                                    cfg.chroma_subsample, cfg.h264_share, tuple(cfg.h264_crf),
+                                    cfg.hr_blur, tuple(cfg.hr_blur_sigma))
         self.heldout = load_split("heldout")
         self.heldout_debs = load_split("heldout_debs", debs=True) if cfg.eval_debs else {}
         self.step = 0
@@ -308,6 +331,8 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
                     "LR = antialiased bicubic x1/scale, 8-bit",
             "precision": cfg.precision, "chroma_subsample": cfg.chroma_subsample,
             **({"h264_share": cfg.h264_share, "h264_crf": list(cfg.h264_crf)} if cfg.h264_share else {}),
+            **({"hr_blur": cfg.hr_blur, "hr_blur_sigma": list(cfg.hr_blur_sigma)} if cfg.hr_blur else {}),
+            **({"add_skip": True} if cfg.add_skip else {}),
             **({"temporal_weight": cfg.temporal_weight, "temporal_border": cfg.temporal_border}
                if cfg.temporal_weight else {}),
             "hardware": f"{device.type}: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
