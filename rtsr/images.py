@@ -85,12 +85,56 @@ def read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     data = _read_bytes(path)
     # a JPEG is turned as its EXIF orientation says, as viewers show it (the output carries no such
     # tag): OpenCV does that only when asked for colour, which loses nothing on a JPEG (no alpha)
-    flags = cv2.IMREAD_COLOR if data[:3].tobytes() == b"\xff\xd8\xff" else cv2.IMREAD_UNCHANGED
+    jpeg = data[:3].tobytes() == b"\xff\xd8\xff"
+    orientation = 1
     with _opencv_quiet():
-        img = cv2.imdecode(data, flags) if data.size else None
+        if not data.size:
+            img = None
+        elif jpeg:
+            img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        elif hasattr(cv2, "imdecodeWithMetadata"):
+            # PNG and WebP carry EXIF too (eXIf / EXIF chunks), which OpenCV applies only to a
+            # colour read: read unchanged (alpha, 16 bits) with the metadata and turn it here
+            img, kinds, blobs = cv2.imdecodeWithMetadata(data, flags=cv2.IMREAD_UNCHANGED)
+            exif = [np.asarray(b).tobytes() for k, b in zip(np.asarray(kinds).ravel(), blobs)
+                    if k == cv2.IMAGE_METADATA_EXIF]
+            orientation = exif_orientation(exif[0]) if exif else 1
+        else:
+            img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise RtsrError(f"cannot read {path} as an image (corrupt or not an image)")
-    return _from_opencv(img)
+    rgb, alpha = _from_opencv(img)
+    if orientation != 1:
+        rgb = _oriented(rgb, orientation)
+        alpha = None if alpha is None else _oriented(alpha, orientation)
+    return rgb, alpha
+
+
+def exif_orientation(exif: bytes) -> int:
+    """The Orientation tag (0x0112, 1-8) of an EXIF block (a TIFF header and IFD0), 1 where absent
+    or unreadable."""
+    if exif[:6] == b"Exif\0\0":
+        exif = exif[6:]
+    order = {b"II": "little", b"MM": "big"}.get(exif[:2])
+    if order is None or len(exif) < 8:
+        return 1
+    ifd = int.from_bytes(exif[4:8], order)
+    if ifd + 2 > len(exif):
+        return 1
+    for i in range(int.from_bytes(exif[ifd:ifd + 2], order)):
+        entry = exif[ifd + 2 + 12 * i:ifd + 14 + 12 * i]
+        if len(entry) == 12 and int.from_bytes(entry[:2], order) == 0x0112:
+            value = int.from_bytes(entry[8:10], order)
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _oriented(a: np.ndarray, orientation: int) -> np.ndarray:
+    """`a` (H x W or H x W x C) turned as EXIF orientation 2-8 says a viewer shows it."""
+    turn = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
+            5: lambda x: x.swapaxes(0, 1), 6: lambda x: np.rot90(x, -1),
+            7: lambda x: x.swapaxes(0, 1)[::-1, ::-1], 8: lambda x: np.rot90(x, 1)}[orientation]
+    return np.ascontiguousarray(turn(a))
 
 
 def _is_animated(data: np.ndarray) -> bool:

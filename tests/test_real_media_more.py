@@ -133,6 +133,29 @@ def test_jpeg_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert psnr(small, stored) < 20
 
 
+@pytest.mark.parametrize("suffix", [".png", ".webp"])
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_png_and_webp_exif_orientation_is_applied(tmp_path: Path, suffix: str, orientation: int) -> None:
+    """PNG (eXIf) and WebP (EXIF chunk) carry orientation as JPEG does; Pillow writes the tag and
+    is the referee (ImageOps.exif_transpose): the picture read is the one a viewer shows, its
+    alpha turned with it."""
+    Image = pytest.importorskip("PIL.Image")
+    ImageOps = pytest.importorskip("PIL.ImageOps")
+    from rtsr.images import read_image
+
+    rng = np.random.default_rng(orientation)
+    rgba = rng.integers(0, 256, (6, 10, 4), dtype=np.uint8)
+    src = tmp_path / f"tagged{suffix}"
+    picture = Image.fromarray(rgba, "RGBA")
+    exif = picture.getexif()
+    exif[0x0112] = orientation
+    picture.save(src, exif=exif.tobytes(), **({"lossless": True} if suffix == ".webp" else {}))
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(src)))
+    rgb, alpha = read_image(src)
+    assert rgb.shape[:2] == shown.shape[:2] != rgba.shape[:2] or orientation < 5
+    assert np.array_equal(rgb, shown[..., :3]) and np.array_equal(alpha, shown[..., 3])
+
+
 # files new to the suite that came through the sweep whole, kept so (VP8 WebM with Vorbis; an
 # ASF cut short whose third WMV1 track is the one coded, WMA first)
 def test_vp8_webm_with_vorbis_keeps_every_frame(tmp_path: Path, upscaler: Upscaler) -> None:
