@@ -22,6 +22,8 @@ from rtsr.models.weights import load_weights, resolve_model
 from rtsr.settings import RuntimeSettings, load_settings
 from rtsr.tiling import receptive_radius, tiles, upscale_tiled
 
+MIN_SIDE = 24  # LR pixels: narrower frames are edge-padded to this (small_frame_padding)
+
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (done, total) model calls
 
@@ -80,12 +82,17 @@ class Upscaler:
     def upscale_tensor(self, x: torch.Tensor, stream: "torch.cuda.Stream | None" = None,
                        progress: Progress | None = None) -> torch.Tensor:
         """N x 3 x H x W in [0, 1] on self.device -> N x 3 x sH x sW in the backend's dtype."""
+        top, bottom, left, right = small_frame_padding(x.shape[-2], x.shape[-1])
+        if top + bottom + left + right:
+            x = torch.nn.functional.pad(x.float(), (left, right, top, bottom), mode="replicate")
         x = x.to(self.backend.dtype)
         chunks = x.split(self.batch)
         parts = [upscale_tiled(lambda t: self.backend.run(t, stream), chunk, self.scale, self.tile, self.tile_overlap,
                                _chunk_progress(progress, i, len(chunks)))
                  for i, chunk in enumerate(chunks)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        y = parts[0] if len(parts) == 1 else torch.cat(parts)
+        s = self.scale
+        return y[..., top * s:y.shape[-2] - bottom * s, left * s:y.shape[-1] - right * s]
 
     def tile_count(self, height: int, width: int) -> int:
         """Model calls one frame of this size takes (1 when it is not tiled)."""
@@ -122,6 +129,10 @@ class Upscaler:
         x = frames[None] if single else frames
         if x.ndim != 4 or x.shape[3] != 3 or x.dtype not in (np.uint8, np.uint16):
             raise RtsrError(f"numpy frames must be uint8 or uint16 (N x) H x W x 3 RGB, got {frames.shape} {frames.dtype}")
+        pad_top, pad_bottom, pad_left, pad_right = small_frame_padding(x.shape[1], x.shape[2])
+        padded = pad_top + pad_bottom + pad_left + pad_right > 0
+        if padded:
+            x = np.pad(x, ((0, 0), (pad_top, pad_bottom), (pad_left, pad_right), (0, 0)), mode="edge")
         n, h, w, _ = x.shape
         top = float(np.iinfo(x.dtype).max)
         out = np.empty((n, h * self.scale, w * self.scale, 3), x.dtype)
@@ -143,7 +154,25 @@ class Upscaler:
                 done += 1
                 if progress:
                     progress(done, total)
+        if padded:
+            s = self.scale
+            out = np.ascontiguousarray(out[:, pad_top * s:(h - pad_bottom) * s, pad_left * s:(w - pad_right) * s])
         return out[0] if single else out
+
+
+def small_frame_padding(height: int, width: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) edge pixels to add to a frame with a side under MIN_SIDE.
+
+    The network pads with zeros; on a picture a few pixels high its receptive field is mostly
+    padding, and a flat 1 x 40 colour came out of srgan-x4-lite a third darker and without its blue.
+    Edge-replicated to MIN_SIDE (the LR side of a training patch) it sees what it was trained on;
+    the output is cropped back.
+    """
+    def split(side: int) -> tuple[int, int]:
+        extra = max(0, MIN_SIDE - side)
+        return extra // 2, extra - extra // 2
+
+    return (*split(height), *split(width))
 
 
 def _chunk_progress(progress: Progress | None, index: int, chunks: int) -> Progress | None:
