@@ -374,6 +374,9 @@ class VideoReader:
                         w, h, frame.width, frame.height, w, h)
         if frame.format.name == spec.pix_fmt and (frame.width, frame.height) == (w, h):
             return frame
-        # an RGB source goes into the matrix `_color` tagged it with; YUV keeps its own
+        # an RGB source goes into the matrix `_color` tagged it with; YUV keeps its own. The range is
+        # always named: libswscale carries an RGB frame's full range into the YUV it makes unless
+        # told (Y 3..255 where the path reads 16..235: a libx264rgb source came out 1.2x contrast)
         matrix = ("ITU709" if spec.matrix == "bt709" else "ITU601") if frame.format.is_rgb else None
-        return frame.reformat(width=w, height=h, format=spec.pix_fmt, dst_colorspace=matrix)
+        return frame.reformat(width=w, height=h, format=spec.pix_fmt, dst_colorspace=matrix,
+                              dst_color_range="JPEG" if spec.full_range else "MPEG")
