@@ -73,12 +73,16 @@ def test_temporal_metric_reproduces(name: str) -> None:
     """The card's flicker numbers (held-out photos panned by a known sub-pixel motion, clean and
     through x264 with P/B frames) reproduce; the video default flickers no more than bicubic
     (issue 17: a model that does, does not ship as the default). srgan-x4 and the lite model
-    measure about 25% above bicubic: they are for pictures, or chosen by name."""
+    measure about 25% above bicubic: they are for pictures, or chosen by name. The video default
+    is measured on both kinds; the others on H.264 CRF 23 only (how video reaches them), which
+    halves this test's minute per 16-block model in CI."""
     from rtsr.settings import load_settings
     from train.evaluate import generator_temporal_metrics
 
     generator, card = load_weights(shipped_models()[name])
-    measured = generator_temporal_metrics(generator, load_split("heldout"))
+    crfs = (None, 23) if name == load_settings().model else (23,)
+    measured = generator_temporal_metrics(generator, load_split("heldout"), crfs)
+    assert len(measured) == len(crfs)
     for key, m in measured.items():
         assert abs(m["flicker"] - card.metrics["temporal"][key]["flicker"]) <= 0.05, key
         assert abs(m["bicubic"] - card.metrics["temporal"][key]["bicubic"]) <= 0.05, key

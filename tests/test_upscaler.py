@@ -108,8 +108,8 @@ def test_too_small_tile_or_batch_is_user_error(tiny_weights: Path) -> None:
 def test_tiny_pictures_keep_their_colour(shape: tuple[int, int]) -> None:
     """A picture a few pixels high is edge-padded to MIN_SIDE before the network (whose own zero
     padding turned a flat 1 x 40 colour a third darker and lost its blue) and cropped back: the
-    shipped model keeps a flat colour within a few levels (its own bias on a flat field is 5 in
-    blue), on the numpy and the tensor path."""
+    shipped model (bicubic skip: flat areas start from bicubic) keeps a flat colour within a level,
+    on the numpy and the tensor path."""
     from rtsr.upscaler import MIN_SIDE, small_frame_padding
 
     assert small_frame_padding(MIN_SIDE, 100) == (0, 0, 0, 0)
@@ -119,7 +119,7 @@ def test_tiny_pictures_keep_their_colour(shape: tuple[int, int]) -> None:
     flat[:] = (120, 80, 200)
     out = up(flat)
     assert out.shape == (4 * shape[0], 4 * shape[1], 3)
-    assert np.abs(out.reshape(-1, 3).mean(0) - (120, 80, 200)).max() < 8  # unpadded: 164 levels off in blue
+    assert np.abs(out.reshape(-1, 3).mean(0) - (120, 80, 200)).max() < 1.5  # unpadded: 164 levels off in blue
     tensor = up(torch.from_numpy(flat).permute(2, 0, 1).float() / 255)
     assert tensor.shape == (3, 4 * shape[0], 4 * shape[1])
     assert (tensor * 255 - torch.from_numpy(out).permute(2, 0, 1).float()).abs().max() <= 1

@@ -126,9 +126,10 @@ def temporal_metrics(upscale, images: dict[str, np.ndarray], scale: int,
     return out
 
 
-def generator_temporal_metrics(generator: Generator, images: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+def generator_temporal_metrics(generator: Generator, images: dict[str, np.ndarray],
+                               crfs: tuple[int | None, ...] = (None, 23)) -> dict[str, dict[str, float]]:
     folded = fold_batchnorm(generator)
-    return temporal_metrics(lambda lr: sr_image(folded, lr), images, generator.scale)
+    return temporal_metrics(lambda lr: sr_image(folded, lr), images, generator.scale, crfs)
 
 
 def per_photo_gains(generator: Generator, images: dict[str, np.ndarray]) -> dict[str, float]:
