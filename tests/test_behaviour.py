@@ -21,7 +21,7 @@ from av.video.reformatter import Interpolation
 from rtsr import Upscaler
 from rtsr.models.config import DiscriminatorConfig
 from rtsr.models.srgan import Discriminator
-from rtsr.video.color import ColorSpec, rgb_to_yuv420, yuv420_to_rgb
+from rtsr.video.color import ColorSpec, rgb_to_yuv420, yuv_to_rgb
 from rtsr.video.pipeline import VideoJob, upscale_video
 from rtsr.video.synth import write_clip
 
@@ -138,7 +138,7 @@ def swscale_rgb(y, u, v, space: int, color_range: int, bit_depth: int = 8) -> np
 
 def model_rgb(y, u, v, spec: ColorSpec) -> np.ndarray:
     planes = [torch.from_numpy(p.astype(np.int16 if spec.bit_depth > 8 else np.uint8))[None] for p in (y, u, v)]
-    return yuv420_to_rgb(*planes, spec)[0].permute(1, 2, 0).double().numpy()
+    return yuv_to_rgb(*planes, spec)[0].permute(1, 2, 0).double().numpy()
 
 
 @pytest.mark.parametrize("space", [6, 5, 1, 9], ids=["bt601-smpte170m", "bt601-bt470bg", "bt709", "bt2020"])
@@ -269,7 +269,7 @@ def test_chroma_upsampling_of_an_impulse_is_left_sited_linear(plane: str, j: int
     y = torch.full((1, 2 * h, 2 * w), 128, dtype=torch.uint8)
     u, v = torch.full((1, h, w), 128, dtype=torch.uint8), torch.full((1, h, w), 128, dtype=torch.uint8)
     (u if plane == "u" else v)[0, j, i] += amp
-    rgb = yuv420_to_rgb(y, u, v, spec)[0].double().numpy()
+    rgb = yuv_to_rgb(y, u, v, spec)[0].double().numpy()
     kr, kb = 0.2126, 0.0722
     # B - Y = 2(1 - Kb) Cb and R - Y = 2(1 - Kr) Cr: the blue (u) or red (v) channel carries the response
     channel, gain = (2, 2 * (1 - kb)) if plane == "u" else (0, 2 * (1 - kr))

@@ -27,7 +27,7 @@ import yaml
 
 from rtsr.quality import downscale
 from rtsr.video.color import (RANGE_LIMITED, SPACE_SMPTE170M, ColorSpec, luma_coefficients, rgb_to_yuv420,
-                              yuv420_to_rgb)
+                              yuv_to_rgb)
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +375,7 @@ def h264_roundtrip_frames(frames: list[np.ndarray], crf: int) -> list[np.ndarray
         pl = f.planes[i]
         return torch.from_numpy(np.frombuffer(pl, np.uint8).reshape(pl.height, pl.line_size)[:, :pl.width].copy())
 
-    out = yuv420_to_rgb(*(torch.stack([plane(f, i) for f in decoded]) for i in range(3)), _SD_SPEC)
+    out = yuv_to_rgb(*(torch.stack([plane(f, i) for f in decoded]) for i in range(3)), _SD_SPEC)
     return list((out * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
 
 

@@ -210,7 +210,7 @@ class RtsrUpscale(GstBase.BaseTransform):
         up = self.upscaler
         planes = [self._planes(d, self.in_info) for d in data_in]
         y, u, v = (torch.from_numpy(np.stack([p[i] for p in planes])).to(up.device) for i in range(3))
-        yuv = [p.cpu().numpy() for p in color.rgb_to_yuv420(up.upscale_tensor(color.yuv420_to_rgb(y, u, v, self.spec)),
+        yuv = [p.cpu().numpy() for p in color.rgb_to_yuv420(up.upscale_tensor(color.yuv_to_rgb(y, u, v, self.spec)),
                                                             self.spec)]
         for n, d in enumerate(data_out):
             for dest, plane in zip(self._planes(d, self.out_info), yuv):

@@ -1,4 +1,4 @@
-"""YUV 4:2:0 <-> RGB on the device, from the stream's colour tags.
+"""YUV 4:2:0 (and 4:4:4 in) <-> RGB on the device, from the stream's colour tags.
 
 Done on the device because it is almost free there, while a 4K rgb24 round trip through
 libswscale costs tens of milliseconds of CPU per frame. Chroma is treated as MPEG-2/H.264
@@ -14,8 +14,10 @@ import torch
 # AVColorSpace / AVColorRange values as FFmpeg (and PyAV) number them
 SPACE_BT709, SPACE_UNSPECIFIED, SPACE_BT470BG, SPACE_SMPTE170M, SPACE_BT2020_NCL = 1, 2, 5, 6, 9
 RANGE_UNSPECIFIED, RANGE_LIMITED, RANGE_FULL = 0, 1, 2
-# the 4:2:0 pixel format the path carries for each bit depth (deeper sources go as 10-bit)
+# the 4:2:0 pixel format the path carries for each bit depth (deeper sources go as 10-bit), and
+# the 4:4:4 one a source with finer chroma (4:2:2, 4:4:4, RGB) is read in, so none of it is lost
 YUV420_FORMATS = {8: "yuv420p", 10: "yuv420p10le"}
+YUV444_FORMATS = {8: "yuv444p", 10: "yuv444p10le"}
 # luma coefficients (Kr, Kb) of each matrix
 _KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
 _MATRIX_OF_SPACE = {SPACE_BT709: "bt709", SPACE_BT470BG: "bt601", SPACE_SMPTE170M: "bt601",
@@ -33,17 +35,24 @@ class ColorSpec:
     color_primaries: int
     color_trc: int
     bit_depth: int = 8     # 8 or 10: code values of the YUV planes (a 10-bit source stays 10-bit)
+    full_chroma: bool = False  # the reader delivers 4:4:4 (input_pix_fmt); the output is 4:2:0 either way
 
     @classmethod
     def from_tags(cls, colorspace: int, color_range: int, primaries: int, trc: int, height: int,
-                  bit_depth: int = 8) -> "ColorSpec":
+                  bit_depth: int = 8, full_chroma: bool = False) -> "ColorSpec":
         # untagged: HD and up is BT.709, SD is BT.601 (what players assume)
         matrix = _MATRIX_OF_SPACE.get(colorspace, "bt709" if height >= 720 else "bt601")
-        return cls(matrix, color_range == RANGE_FULL, colorspace, color_range, primaries, trc, bit_depth)
+        return cls(matrix, color_range == RANGE_FULL, colorspace, color_range, primaries, trc, bit_depth, full_chroma)
 
     @property
     def pix_fmt(self) -> str:
+        """The 4:2:0 format of the upscaled frames (the writer's input)."""
         return YUV420_FORMATS[self.bit_depth]
+
+    @property
+    def input_pix_fmt(self) -> str:
+        """The format the reader delivers: 4:4:4 where the source's chroma is finer than 4:2:0."""
+        return (YUV444_FORMATS if self.full_chroma else YUV420_FORMATS)[self.bit_depth]
 
     def levels(self) -> tuple[float, float, float, float]:
         """(luma offset, luma span, chroma offset, chroma span) in code values of this bit depth."""
@@ -59,13 +68,16 @@ def luma_coefficients(matrix: str) -> tuple[float, float, float]:
     return kr, 1.0 - kr - kb, kb
 
 
-def yuv420_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, spec: ColorSpec) -> torch.Tensor:
-    """Integer planes N x H x W, N x H/2 x W/2 (x2) of spec.bit_depth -> float RGB N x 3 x H x W in [0, 1]."""
+def yuv_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, spec: ColorSpec) -> torch.Tensor:
+    """Integer planes N x H x W and chroma N x H/2 x W/2 (4:2:0) or N x H x W (4:4:4) (x2) of
+    spec.bit_depth -> float RGB N x 3 x H x W in [0, 1]."""
     dtype = torch.float16 if y.is_cuda else torch.float32  # fp16 holds 10-bit code values exactly
     yf, uf, vf = (p.to(dtype) for p in (y, u, v))
     y_off, y_span, c_off, c_span = spec.levels()
     yf, uf, vf = (yf - y_off) / y_span, (uf - c_off) / c_span, (vf - c_off) / c_span
-    uv = _upsample_chroma(torch.stack((uf, vf), 1))
+    uv = torch.stack((uf, vf), 1)
+    if uv.shape[-2:] != yf.shape[-2:]:
+        uv = _upsample_chroma(uv)
     kr, kg, kb = luma_coefficients(spec.matrix)
     cb, cr = uv[:, 0], uv[:, 1]
     r = yf + 2 * (1 - kr) * cr

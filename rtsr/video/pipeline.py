@@ -21,7 +21,7 @@ import torch
 from rtsr.errors import RtsrError
 from rtsr.paths import atomic_output, default_output
 from rtsr.upscaler import Upscaler
-from rtsr.video.color import rgb_to_yuv420, yuv420_to_rgb
+from rtsr.video.color import rgb_to_yuv420, yuv_to_rgb
 from rtsr.video.reader import END, PacketItem, VideoInfo, VideoItem, VideoReader
 from rtsr.video.writer import EncodeOptions, FrameBatch, VideoWriter, container_suffix
 
@@ -69,7 +69,9 @@ class DeviceStage:
         if self.out_hw[0] % 2 or self.out_hw[1] % 2:
             raise RtsrError(f"a x{s} upscale of {info.width}x{info.height} is {self.out_hw[1]}x{self.out_hw[0]}, "
                             f"which 4:2:0 video cannot hold (width and height must be even)")
-        self.in_size, self.out_size = h * w * 3 // 2, self.out_hw[0] * self.out_hw[1] * 3 // 2
+        self.chroma_hw = (h, w) if info.color.full_chroma else (h // 2, w // 2)  # what the reader delivers
+        self.in_size = h * w + 2 * self.chroma_hw[0] * self.chroma_hw[1]
+        self.out_size = self.out_hw[0] * self.out_hw[1] * 3 // 2
         pin = self.cuda
         dtype = torch.uint8 if info.color.bit_depth == 8 else torch.int16  # 10-bit codes fit in int16
         self.in_host = [torch.empty((batch, self.in_size), dtype=dtype, pin_memory=pin) for _ in range(self.SLOTS)]
@@ -102,15 +104,15 @@ class DeviceStage:
         return seconds
 
     def _planes(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h, w = self.info.padded_hw
+        (h, w), (ch, cw) = self.info.padded_hw, self.chroma_hw
         n = packed.shape[0]
-        y, u, v = packed.split((h * w, h * w // 4, h * w // 4), dim=1)
-        return y.view(n, h, w), u.view(n, h // 2, w // 2), v.view(n, h // 2, w // 2)
+        y, u, v = packed.split((h * w, ch * cw, ch * cw), dim=1)
+        return y.view(n, h, w), u.view(n, ch, cw), v.view(n, ch, cw)
 
     def _convert_and_upscale(self, packed: torch.Tensor) -> torch.Tensor:
         marks = [self._mark(self.compute_stream)] if self.cuda else []
         t0 = time.perf_counter()
-        rgb = yuv420_to_rgb(*self._planes(packed), self.info.color)
+        rgb = yuv_to_rgb(*self._planes(packed), self.info.color)
         t1 = time.perf_counter()
         marks += [self._mark(self.compute_stream)] if self.cuda else []
         sr = self.upscaler.upscale_tensor(rgb, self.compute_stream if self.cuda else None)

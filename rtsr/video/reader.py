@@ -26,7 +26,7 @@ END = object()  # end-of-stream marker on the queue
 
 @dataclass
 class VideoItem:
-    """One decoded frame: its Y, U, V planes one after another (see `packed_yuv420`)."""
+    """One decoded frame: its Y, U, V planes one after another (see `packed_planes`)."""
 
     yuv: np.ndarray
     pts: int
@@ -64,24 +64,28 @@ class VideoInfo:
 
     @property
     def padded_hw(self) -> tuple[int, int]:
-        """Frame size as the reader delivers it: odd sides padded to even (see `packed_yuv420`)."""
+        """Frame size as the reader delivers it: odd sides padded to even (see `packed_planes`)."""
         return self.height + self.height % 2, self.width + self.width % 2
 
 
-def packed_yuv420(frame: av.VideoFrame) -> np.ndarray:
-    """A yuv420p or yuv420p10le frame's Y, U, V planes, flat, for a padded_hw-sized 4:2:0 frame.
+def packed_planes(frame: av.VideoFrame) -> np.ndarray:
+    """A yuv420p/yuv444p (or their 10le) frame's Y, U, V planes, flat, for a padded_hw-sized frame.
 
     4:2:0 holds one chroma sample per 2x2 luma block, so an odd-sized frame already has chroma
-    for a padded even size; only Y gains a last row/column, repeated from its edge. The pipeline
-    crops the padding off the upscaled frame.
+    for a padded even size; Y (and 4:4:4 chroma) gains a last row/column, repeated from its edge.
+    The pipeline crops the padding off the upscaled frame.
     """
-    if frame.width % 2 == 0 and frame.height % 2 == 0:
+    full_chroma = frame.planes[1].width == frame.width
+    if frame.width % 2 == 0 and frame.height % 2 == 0 and not full_chroma:
         return frame.to_ndarray()  # PyAV's own packing: the same plane order
     dtype = np.dtype("<u2" if frame.format.name.endswith("10le") else "u1")
-    y, u, v = (np.frombuffer(p, dtype).reshape(-1, p.line_size // dtype.itemsize)[: p.height, : p.width]
-               for p in frame.planes)
-    y = np.pad(y, ((0, frame.height % 2), (0, frame.width % 2)), mode="edge")
-    return np.concatenate((y.ravel(), u.ravel(), v.ravel()))
+    h, w = frame.height + frame.height % 2, frame.width + frame.width % 2
+    planes = []
+    for i, p in enumerate(frame.planes):
+        a = np.frombuffer(p, dtype).reshape(-1, p.line_size // dtype.itemsize)[: p.height, : p.width]
+        want_h, want_w = (h, w) if i == 0 or full_chroma else (h // 2, w // 2)
+        planes.append(np.pad(a, ((0, want_h - a.shape[0]), (0, want_w - a.shape[1])), mode="edge").ravel())
+    return np.concatenate(planes)
 
 
 def open_input(path: Path) -> av.container.InputContainer:
@@ -109,14 +113,24 @@ def _unfilled_audio(stream: av.stream.Stream) -> bool:
 
 def _color(ctx: av.video.codeccontext.VideoCodecContext) -> ColorSpec:
     """The colour the reader delivers in: the source's tags, or for an RGB source (libx264rgb, PNG or
-    FFV1 RGB) the BT.601/709 limited range YUV that `_to_yuv420` converts it into."""
+    FFV1 RGB) the BT.601/709 limited range YUV that `_to_path_format` converts it into; 4:4:4 where
+    the source's chroma is finer than 4:2:0 (RGB, 4:4:4, 4:2:2)."""
     fmt = ctx.format
     if fmt is not None and fmt.is_rgb:
         space = SPACE_BT709 if ctx.height >= 720 else SPACE_SMPTE170M
         return ColorSpec.from_tags(space, RANGE_LIMITED, ctx.color_primaries, ctx.color_trc, ctx.height,
-                                   _bit_depth(fmt))
+                                   _bit_depth(fmt), full_chroma=True)
     return ColorSpec.from_tags(ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc, ctx.height,
-                               _bit_depth(fmt))
+                               _bit_depth(fmt), full_chroma=_finer_than_420(fmt))
+
+
+def _finer_than_420(fmt: "av.VideoFormat | None") -> bool:
+    """More chroma samples than 4:2:0's one per 2x2 luma block (4:2:2, 4:4:0, 4:4:4): the model
+    would lose them to 4:2:0 (measured on a 4:4:4 photo clip: 0.25 dB of Y gain over bicubic)."""
+    if fmt is None or len(fmt.components) < 3:
+        return False
+    probe = av.VideoFormat(fmt.name, 16, 16).components
+    return probe[1].width * probe[1].height * 4 > 16 * 16
 
 
 def _timecode(container: av.container.InputContainer, video: av.stream.Stream) -> str | None:
@@ -360,23 +374,23 @@ class VideoReader:
             self.cut_at = seconds
             return False
         rotation = int(frame.rotation)
-        ok = self._put(VideoItem(packed_yuv420(self._to_yuv420(frame)), frame.pts, self.stream.time_base, rotation))
+        ok = self._put(VideoItem(packed_planes(self._to_path_format(frame)), frame.pts, self.stream.time_base, rotation))
         self._emitted += ok
         self.frames_end = seconds + float((frame.duration or self.clock.step) * self.stream.time_base)
         return ok
 
-    def _to_yuv420(self, frame: av.VideoFrame) -> av.VideoFrame:
-        """The frame in the stream's first size and in the 4:2:0 format the path carries."""
+    def _to_path_format(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """The frame in the stream's first size and in the YUV format the path carries (input_pix_fmt)."""
         spec, (w, h) = self.info.color, (self.info.width, self.info.height)
         if (frame.width, frame.height) != (w, h) and not self._resized:
             self._resized = True
             log.warning("the video changes size mid-stream (%dx%d -> %dx%d); such frames are scaled to %dx%d",
                         w, h, frame.width, frame.height, w, h)
-        if frame.format.name == spec.pix_fmt and (frame.width, frame.height) == (w, h):
+        if frame.format.name == spec.input_pix_fmt and (frame.width, frame.height) == (w, h):
             return frame
         # an RGB source goes into the matrix `_color` tagged it with; YUV keeps its own. The range is
         # always named: libswscale carries an RGB frame's full range into the YUV it makes unless
         # told (Y 3..255 where the path reads 16..235: a libx264rgb source came out 1.2x contrast)
         matrix = ("ITU709" if spec.matrix == "bt709" else "ITU601") if frame.format.is_rgb else None
-        return frame.reformat(width=w, height=h, format=spec.pix_fmt, dst_colorspace=matrix,
+        return frame.reformat(width=w, height=h, format=spec.input_pix_fmt, dst_colorspace=matrix,
                               dst_color_range="JPEG" if spec.full_range else "MPEG")
