@@ -115,7 +115,7 @@ def side_gst(args: argparse.Namespace) -> list[dict]:
 
     Gst.init(None)
     clock = model_clock()
-    colour = Clock((color, "yuv420_to_rgb"), (color, "rgb_to_yuv420"))  # the element calls them as color.NAME
+    colour = Clock((color, "yuv_to_rgb"), (color, "rgb_to_yuv420"))  # the element calls them as color.NAME
     bare = Upscaler(args.model, backend="torch", device="cpu")
     rows = []
     for fmt in ("RGB", "I420"):

@@ -165,7 +165,7 @@ def test_element_matches_upscaler(label: str, fmt: str, formats_run, upscaler: U
             ref = [upscaler(x[0])]
         else:  # the file pipeline's path: rtsr's YUV -> RGB, the model, RGB -> YUV
             with torch.inference_mode():
-                rgb = color.yuv420_to_rgb(*(torch.from_numpy(p.copy())[None] for p in x), spec)
+                rgb = color.yuv_to_rgb(*(torch.from_numpy(p.copy())[None] for p in x), spec)
                 ref = [p[0].numpy() for p in color.rgb_to_yuv420(upscaler.upscale_tensor(rgb), spec)]
         for got, want in zip(y, ref):
             assert got.shape == want.shape and psnr(got, want) > 45, (fmt, n)
