@@ -64,7 +64,8 @@ def model_table() -> str:
         m, t, c = card.metrics, card.training, card.config
         if "psnr_y" not in m:
             continue
-        lines.append(f"| `{name}` | {c['num_blocks']} x {c['channels']} | {card.kind} | {m['psnr_y']:.2f} dB | "
+        skip = " + bicubic skip" if c.get("skip", "none") == "bicubic" else ""
+        lines.append(f"| `{name}` | {c['num_blocks']} x {c['channels']}{skip} | {card.kind} | {m['psnr_y']:.2f} dB | "
                      f"{m['gain_vs_bicubic_db']:+.2f} dB | {m['ssim_y']:.4f} | {m['bicubic']['psnr_y']:.2f} / "
                      f"{m['bicubic']['ssim_y']:.4f} | {_compressed_gains(m)} | {_flicker(m)} | {_wallpaper_gains(m)} | "
                      f"{_training_summary(t)} |")

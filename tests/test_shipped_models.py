@@ -19,14 +19,16 @@ pytest.importorskip("matplotlib")
 from train.data import load_split  # noqa: E402
 from train.evaluate import compressed_metrics, evaluate_generator  # noqa: E402
 
-# held-out PSNR-Y gain over bicubic that the shipped weights must keep: the training issue's
-# targets (+1.0 dB for srgan-x4, +0.5 dB for the lite model); srgan-x4-steady trades gain for
-# steadiness (+0.84 measured: its floor is below what it measured, as the others' are).
-FLOOR_DB = {"srgan-x4": 1.0, "srgan-x4-lite": 0.5, "srgan-x4-steady": 0.7}
+# held-out PSNR-Y gain over bicubic that the shipped weights must keep, below what each measured
+# (srgan-x4 +1.45, lite +1.37, srgan-x4-steady +0.80: it trades gain for steadiness)
+FLOOR_DB = {"srgan-x4": 1.3, "srgan-x4-lite": 1.2, "srgan-x4-steady": 0.7}
 # the same on LR sent through H.264 at CRF 23, as video reaches rtsr (train/evaluate.py); the
-# clean-trained models before the H.264 cycle measured +0.22 dB here; srgan-x4 now +0.66, lite +0.50,
-# steady +0.48.
+# clean-trained models before the H.264 cycles measured +0.22 dB here; now srgan-x4 +0.61, lite
+# +0.51, steady +0.45.
 H264_CRF23_FLOOR_DB = {"srgan-x4": 0.5, "srgan-x4-lite": 0.4, "srgan-x4-steady": 0.4}
+# the models for pictures (srgan-x4 is the picture default; the lite one is the real-time pick):
+# no photo below bicubic. srgan-x4-steady trades detail for steadiness in video (chelsea -0.04 dB).
+PICTURE_MODELS = ("srgan-x4", "srgan-x4-lite")
 
 
 @pytest.mark.parametrize("name", sorted(FLOOR_DB))
@@ -73,7 +75,7 @@ def test_temporal_metric_reproduces(name: str) -> None:
     """The card's flicker numbers (held-out photos panned by a known sub-pixel motion, clean and
     through x264 with P/B frames) reproduce; the video default flickers no more than bicubic
     (issue 17: a model that does, does not ship as the default). srgan-x4 and the lite model
-    measure about 25% above bicubic: they are for pictures, or chosen by name. The video default
+    measure 17% and 39% above bicubic through H.264: they are for pictures, or chosen by name. The video default
     is measured on both kinds; the others on H.264 CRF 23 only (how video reaches them), which
     halves this test's minute per 16-block model in CI."""
     from rtsr.settings import load_settings
@@ -104,3 +106,16 @@ def test_wallpaper_heldout_gains_reproduce(name: str) -> None:
     measured = per_photo_gains(generator, load_split("heldout_debs", debs=True))
     for photo, gain in card.metrics["heldout_debs"]["gain_per_photo_db"].items():
         assert abs(measured["gain_per_photo_db"][photo] - gain) <= 0.05, photo
+        if name in PICTURE_MODELS:
+            assert measured["gain_per_photo_db"][photo] >= -0.05, photo
+
+
+@pytest.mark.parametrize("name", sorted(PICTURE_MODELS))
+def test_no_heldout_photo_below_bicubic(name: str) -> None:
+    """Issue 17: a picture model may not lose to bicubic on any photo (by more than 0.05 dB): a mean
+    gain can hide one it does worse on (srgan-x4 once lost 1.5 dB on a smooth storm sky)."""
+    from train.evaluate import per_photo_gains
+
+    generator, _ = load_weights(shipped_models()[name])
+    gains = per_photo_gains(generator, load_split("heldout"))["gain_per_photo_db"]
+    assert min(gains.values()) >= -0.05, gains
