@@ -98,7 +98,7 @@ def read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             img, kinds, blobs = cv2.imdecodeWithMetadata(data, flags=cv2.IMREAD_UNCHANGED)
             exif = [np.asarray(b).tobytes() for k, b in zip(np.asarray(kinds).ravel(), blobs)
                     if k == cv2.IMAGE_METADATA_EXIF]
-            orientation = exif_orientation(exif[0]) if exif else 1
+            orientation = _exif_orientation(exif[0]) if exif else 1
         else:
             img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
@@ -110,7 +110,7 @@ def read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return rgb, alpha
 
 
-def exif_orientation(exif: bytes) -> int:
+def _exif_orientation(exif: bytes) -> int:
     """The Orientation tag (0x0112, 1-8) of an EXIF block (a TIFF header and IFD0), 1 where absent
     or unreadable."""
     if exif[:6] == b"Exif\0\0":
