@@ -155,6 +155,9 @@ def test_segments_and_join_in_this_process_with_av1(media: dict, tmp_path: Path)
     plan = make_plan(clip, key, None, None, None, 1, POLICY)
     upscaler = Upscaler(media["weights"], device="cpu")
     records = {s.index: run_segment(clip, work, plan, s.index, upscaler, av1) for s in plan.segments}
+    for s in plan.segments:  # the video alone: the join copies audio and subtitles from the input, once
+        with av.open(str(work.segment_path(s.index))) as segment:
+            assert {st.type for st in segment.streams} & {"audio", "subtitle"} == set()
     assert join_segments(clip, out, work, plan, records, 4, av1, None, None) == 96
     got, source = packets(out), packets(clip)
     with av.open(str(out)) as container:

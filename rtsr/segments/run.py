@@ -142,7 +142,8 @@ def run_segment(src: Path, work: WorkFolder, plan: Plan, index: int, upscaler: U
     hold exactly the planned frames from time 0."""
     segment = plan.segments[index]
     started = time.perf_counter()
-    job = VideoJob(encode, start=relative_seconds(plan, segment.start), end=relative_seconds(plan, segment.end))
+    job = VideoJob(encode, start=relative_seconds(plan, segment.start), end=relative_seconds(plan, segment.end),
+                   video_only=True)
     path = work.segment_path(index)
     stats = upscale_video(src, path, upscaler, job)
     pts = _video_pts(path)

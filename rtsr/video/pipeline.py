@@ -35,6 +35,7 @@ class VideoJob:
     start: float | None = None
     end: float | None = None
     max_frames: int | None = None
+    video_only: bool = False  # a segment's file: the join copies the input's other streams once
 
 
 @dataclass
@@ -192,7 +193,8 @@ def upscale_video(src: Path, dst: Path, upscaler: Upscaler, job: VideoJob = Vide
     """Upscale every frame of `src` into `dst` (written atomically); `progress(n)` per batch."""
     stats = VideoStats()
     start = time.perf_counter()
-    reader = VideoReader(src, upscaler.settings.queue_frames, job.start, job.end, job.max_frames)
+    reader = VideoReader(src, upscaler.settings.queue_frames, job.start, job.end, job.max_frames,
+                         other_streams=not job.video_only)
     try:
         batch = job.batch or upscaler.batch
         with atomic_output(dst) as tmp:

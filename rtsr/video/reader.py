@@ -158,9 +158,10 @@ class VideoReader:
     """Decodes `path` on a background thread into a bounded queue of Video/PacketItems."""
 
     def __init__(self, path: Path, queue_size: int, start: float | None = None, end: float | None = None,
-                 max_frames: int | None = None, frames: bool = True) -> None:
+                 max_frames: int | None = None, frames: bool = True, other_streams: bool = True) -> None:
         self.path = path
         self.frames = frames  # False: the copied streams' packets only, no video decoded (a segmented run's join)
+        # False: the video alone (a segment's file), no audio, subtitles or attachments to copy
         self.container = open_input(path)
         # FFmpeg's choice (av_find_best_stream): skips cover art, prefers the main picture
         self.stream = self.container.streams.best("video")
@@ -192,13 +193,13 @@ class VideoReader:
             frames=self._frame_estimate(),
             color=_color(ctx),
             copy_streams=tuple(s.index for s in self.container.streams
-                               if s.index != self.stream.index and s.type in ("audio", "subtitle")
-                               and not _unfilled_audio(s)),
+                               if other_streams and s.index != self.stream.index
+                               and s.type in ("audio", "subtitle") and not _unfilled_audio(s)),
             video_index=self.stream.index,
             sample_aspect_ratio=ctx.sample_aspect_ratio if ctx.sample_aspect_ratio else None,
             timecode=_timecode(self.container, self.stream),
             origin=origin,
-            attachments=tuple(s.index for s in self.container.streams if s.type == "attachment"),
+            attachments=tuple(s.index for s in self.container.streams if other_streams and s.type == "attachment"),
             end=self._declared_end(),
             container_frames=self.stream.frames or None,
         )
