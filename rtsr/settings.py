@@ -20,6 +20,7 @@ class RuntimeSettings:
     tile_overlap: int | None = None
     batch: dict[str, int] = field(default_factory=lambda: {"cpu": 1, "cuda": 8})
     queue_frames: int = 16
+    cache_mib: int = 2048                # each backend's cache folder (compiled models) is kept under this
 
     def batch_for(self, device_type: str) -> int:
         return int(self.batch.get(device_type, 1))

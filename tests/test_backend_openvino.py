@@ -3,6 +3,7 @@ batches through Upscaler, the compiled-model cache, and one clear error without 
 from __future__ import annotations
 
 import builtins
+import os
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +70,13 @@ def test_second_construction_imports_instead_of_compiling(cache: Path) -> None:
     assert y.shape == (1, 3, 76, 92) and OpenVINOBackend.compiles == before + 1
     blob = first.cache_path(19, 23)
     assert blob.is_file() and blob.parent == cache / "openvino"
-    stamp = blob.stat().st_mtime_ns
+    written = blob.stat()
+    os.utime(blob, ns=(written.st_atime_ns, written.st_mtime_ns - 10**9))  # used a second ago
     second = OpenVINOBackend(g, CPU, precision="fp32")
     assert torch.equal(second.run(y.new_zeros(2, 3, 19, 23) + 0.5), first.run(y.new_zeros(2, 3, 19, 23) + 0.5))
-    assert OpenVINOBackend.compiles == before + 1 and blob.stat().st_mtime_ns == stamp
+    # imported, not written again (the same inode), and marked as used just now for the size bound
+    assert OpenVINOBackend.compiles == before + 1 and blob.stat().st_ino == written.st_ino
+    assert blob.stat().st_mtime_ns >= written.st_mtime_ns
     second.run(torch.rand(1, 3, 20, 23))  # a new shape is a new compile, a new file
     assert OpenVINOBackend.compiles == before + 2 and second.cache_path(20, 23).is_file()
     assert OpenVINOBackend(g, CPU, precision="bf16").cache_path(19, 23) != blob  # precision is in the key
@@ -99,3 +103,20 @@ def test_without_openvino_one_clear_error(monkeypatch: pytest.MonkeyPatch, tiny_
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("rtsr: error:") and "openvino" in err[0]
     assert not (tmp_path / "o.png").exists()
+
+
+def test_the_cache_folder_keeps_under_its_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One blob per input shape: past runtime.yaml's cache_mib the least recently used go."""
+    import rtsr.backends.openvino_backend as ov_backend
+    from rtsr.settings import RuntimeSettings
+    from tests.conftest import make_generator
+
+    monkeypatch.setenv("RTSR_CACHE_DIR", str(tmp_path))
+    backend = OpenVINOBackend(make_generator(seed=6), CPU, precision="fp32")
+    backend.run(torch.rand(1, 3, 17, 17))
+    backend.run(torch.rand(1, 3, 17, 18))
+    first, second = backend.cache_path(17, 17), backend.cache_path(17, 18)
+    assert first.is_file() and second.is_file()  # the default bound (2 GiB) holds both
+    monkeypatch.setattr(ov_backend, "load_settings", lambda: RuntimeSettings(cache_mib=0))
+    backend.run(torch.rand(1, 3, 18, 17))
+    assert [p.name for p in (tmp_path / "openvino").iterdir()] == [backend.cache_path(18, 17).name]

@@ -1,6 +1,7 @@
 """Where rtsr reads shipped weights and writes its caches (rtsr.locations)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from rtsr.errors import RtsrError
-from rtsr.locations import cache_dir, cache_dir_and_reason, tensorrt_cache_dir, weights_dir, write_cache_file
+from rtsr.locations import (cache_dir, cache_dir_and_reason, mark_used, tensorrt_cache_dir, trim_cache, weights_dir,
+                            write_cache_file)
 
 
 @pytest.fixture()
@@ -114,3 +116,19 @@ def test_missing_weights_package_is_one_clear_error(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(rtsr.locations, "WEIGHTS_PACKAGE", "rtsr.no_such_package")
     with pytest.raises(RtsrError, match="rtsr.no_such_package is missing"):
         weights_dir()
+
+
+def test_trim_cache_removes_the_least_recently_used_first(tmp_path: Path) -> None:
+    """mtime orders use (a hit marks it); the file just written and temporary files stay."""
+    files = {}
+    for age, name in enumerate(["c", "b", "a", "keep"]):  # c the newest, then b, a, keep
+        files[name] = tmp_path / name
+        files[name].write_bytes(b"x" * 100)
+        os.utime(files[name], ns=(0, (10 - age) * 10**9))
+    (tmp_path / ".a.tmp").write_bytes(b"x" * 1000)  # another writer's half-written file
+    mark_used(files["a"])  # a hit: now the most recently used
+    assert trim_cache(tmp_path, 300, keep=files["keep"]) == [files["b"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.tmp", "a", "c", "keep"]
+    assert trim_cache(tmp_path, 100, keep=files["keep"]) == [files["c"], files["a"]]
+    write_cache_file(tmp_path / "new", b"y" * 50, folder_bytes=60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.tmp", "new"]

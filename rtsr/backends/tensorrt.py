@@ -25,9 +25,9 @@ from rtsr.backends.onnx_export import INPUT, export_onnx
 from rtsr.backends.torch_tensorrt_route import torch_tensorrt_plan, torch_tensorrt_unavailable_reason
 from rtsr.devices import cuda_unavailable_reason
 from rtsr.errors import RtsrError
-from rtsr.locations import tensorrt_cache_dir, write_cache_file
+from rtsr.locations import mark_used, tensorrt_cache_dir, write_cache_file
 from rtsr.models.srgan import Generator
-from rtsr.settings import parse_size
+from rtsr.settings import load_settings, parse_size
 
 log = logging.getLogger(__name__)
 MIN_SIDE = 16          # smallest tile side the Upscaler produces for typical frames
@@ -228,6 +228,7 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
         sorted(cache_dir.glob(f"{prefix}*.plan")), prefix, profile)
     if cached is not None:  # a plan for this model/GPU/TensorRT whose profile contains ours, min to max
         log.info("engine cache hit: %s", cached.name)
+        mark_used(cached)
         return cached
     log.info("building TensorRT engine %s by the %s route (this takes minutes)", key, route)
     if route == "torch-tensorrt":
@@ -237,7 +238,7 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
         with torch.cuda.device(device):
             plan = _onnx_plan(trt, generator, profile, workspace_mib, timing_path, progress or BuildProgress())
     # unique temporary name, then rename: two builds of the same plan at once do not collide
-    return write_cache_file(plan_path, plan)
+    return write_cache_file(plan_path, plan, load_settings().cache_mib << 20)
 
 
 def _onnx_plan(trt, generator: Generator, profile: ShapeProfile, workspace_mib: int, timing_path: Path,
