@@ -20,7 +20,12 @@ class RuntimeSettings:
     tile_overlap: int | None = None
     batch: dict[str, int] = field(default_factory=lambda: {"cpu": 1, "cuda": 8})
     queue_frames: int = 16
-    cache_mib: int = 2048                # each backend's cache folder (compiled models) is kept under this
+    cache_mib: int = 2048                # openvino/ and tensorrt/ of the cache folder are each kept under this
+
+    def __post_init__(self) -> None:
+        if isinstance(self.cache_mib, bool) or not isinstance(self.cache_mib, int) or self.cache_mib < 0:
+            raise RtsrError(f"cache_mib must be a whole number of MiB, 0 or more (0 keeps only what was just "
+                            f"built or used), not {self.cache_mib!r}")
 
     def batch_for(self, device_type: str) -> int:
         return int(self.batch.get(device_type, 1))

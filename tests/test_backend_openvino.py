@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,8 @@ def test_the_cache_folder_keeps_under_its_bound(tmp_path: Path, monkeypatch: pyt
     backend.run(torch.rand(1, 3, 17, 18))
     first, second = backend.cache_path(17, 17), backend.cache_path(17, 18)
     assert first.is_file() and second.is_file()  # the default bound (2 GiB) holds both
+    for blob in (first, second):  # last used an hour ago: out of the grace period
+        os.utime(blob, (time.time() - 3600,) * 2)
     monkeypatch.setattr(ov_backend, "load_settings", lambda: RuntimeSettings(cache_mib=0))
     backend.run(torch.rand(1, 3, 18, 17))
     assert [p.name for p in (tmp_path / "openvino").iterdir()] == [backend.cache_path(18, 17).name]

@@ -119,16 +119,31 @@ def test_missing_weights_package_is_one_clear_error(monkeypatch: pytest.MonkeyPa
 
 
 def test_trim_cache_removes_the_least_recently_used_first(tmp_path: Path) -> None:
-    """mtime orders use (a hit marks it); the file just written and temporary files stay."""
+    """mtime orders use (a hit marks it); the file just written, what was used in the last
+    minutes, symlinks, folders, temporary files and files not of rtsr's patterns stay."""
     files = {}
-    for age, name in enumerate(["c", "b", "a", "keep"]):  # c the newest, then b, a, keep
-        files[name] = tmp_path / name
+    for age, name in enumerate(["c", "b", "a", "keep"]):  # used long ago: c last, then b, a, keep
+        files[name] = tmp_path / f"{name}.blob"
         files[name].write_bytes(b"x" * 100)
         os.utime(files[name], ns=(0, (10 - age) * 10**9))
-    (tmp_path / ".a.tmp").write_bytes(b"x" * 1000)  # another writer's half-written file
-    mark_used(files["a"])  # a hit: now the most recently used
-    assert trim_cache(tmp_path, 300, keep=files["keep"]) == [files["b"]]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.tmp", "a", "c", "keep"]
-    assert trim_cache(tmp_path, 100, keep=files["keep"]) == [files["c"], files["a"]]
-    write_cache_file(tmp_path / "new", b"y" * 50, folder_bytes=60)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.tmp", "new"]
+    (tmp_path / ".c.blob.x1.tmp").write_bytes(b"x" * 1000)  # another writer's half-written file
+    (tmp_path / "notes.txt").write_bytes(b"x" * 1000)       # not rtsr's
+    (tmp_path / "link.blob").symlink_to(files["c"])
+    (tmp_path / "dir.blob").mkdir()
+    mark_used(files["a"])  # a hit: the most recently used, and inside the grace period
+    assert trim_cache(tmp_path, 200, files["keep"], ("*.blob",)) == [files["b"], files["c"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".c.blob.x1.tmp", "a.blob", "dir.blob", "keep.blob",
+                                                          "link.blob", "notes.txt"]
+    new = write_cache_file(tmp_path / "new.blob", b"y" * 50)
+    assert trim_cache(tmp_path, 0, new, ("*.blob",)) == [files["keep"]]  # a (just used) and new stay
+    assert trim_cache(tmp_path / "missing", 0, new, ("*.blob",)) == []  # nothing to trim is no error
+
+
+@pytest.mark.parametrize("value", [-1, "2G", None, True])
+def test_cache_mib_must_be_a_whole_number(value: object, tmp_path: Path) -> None:
+    from rtsr.settings import load_settings
+
+    yaml_path = tmp_path / "runtime.yaml"
+    yaml_path.write_text(f"cache_mib: {value if value is not None else 'null'}\n")
+    with pytest.raises(RtsrError, match="cache_mib must be a whole number"):
+        load_settings(yaml_path)

@@ -26,7 +26,7 @@ from rtsr.backends.base import BackendUnavailable
 from rtsr.backends.tensorrt import model_hash
 from rtsr.devices import resolve_precision
 from rtsr.errors import RtsrError
-from rtsr.locations import mark_used, write_cache_file
+from rtsr.locations import mark_used, trim_cache, write_cache_file
 from rtsr.models.srgan import Generator
 from rtsr.settings import load_settings
 
@@ -164,16 +164,19 @@ class OpenVINOBackend:
         path = self.cache_path(height, width)
         compiled = None
         if path.is_file():
+            mark_used(path)  # before the read: the folder's trim spares what was just used
             try:
                 compiled = self._core.import_model(path.read_bytes(), self.ov_device, self._config)
-                mark_used(path)
                 log.info("openvino: imported %s", path.name)
+            except FileNotFoundError:  # trimmed by another process in between: a miss
+                pass
             except RuntimeError as exc:  # a blob from another build of the same version: rebuild it
                 log.warning("openvino: cannot import %s (%s); compiling again", path.name, exc)
         if compiled is None:
             compiled = self._compile(height, width)
             try:
-                write_cache_file(path, compiled.export_model().getvalue(), load_settings().cache_mib << 20)
+                write_cache_file(path, compiled.export_model().getvalue())
+                trim_cache(path.parent, load_settings().cache_mib << 20, path, ("*.blob",))
             except OSError as exc:  # runs all the same, compiled again next time
                 log.warning("openvino: cannot cache %s in %s (%s)", path.name, path.parent, exc)
         actual = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16", "f16"

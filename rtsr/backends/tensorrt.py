@@ -25,7 +25,7 @@ from rtsr.backends.onnx_export import INPUT, export_onnx
 from rtsr.backends.torch_tensorrt_route import torch_tensorrt_plan, torch_tensorrt_unavailable_reason
 from rtsr.devices import cuda_unavailable_reason
 from rtsr.errors import RtsrError
-from rtsr.locations import mark_used, tensorrt_cache_dir, write_cache_file
+from rtsr.locations import mark_used, tensorrt_cache_dir, trim_cache, write_cache_file
 from rtsr.models.srgan import Generator
 from rtsr.settings import load_settings, parse_size
 
@@ -238,7 +238,9 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
         with torch.cuda.device(device):
             plan = _onnx_plan(trt, generator, profile, workspace_mib, timing_path, progress or BuildProgress())
     # unique temporary name, then rename: two builds of the same plan at once do not collide
-    return write_cache_file(plan_path, plan, load_settings().cache_mib << 20)
+    write_cache_file(plan_path, plan)
+    trim_cache(cache_dir, load_settings().cache_mib << 20, plan_path, ("*.plan", "timing_*.cache"))
+    return plan_path
 
 
 def _onnx_plan(trt, generator: Generator, profile: ShapeProfile, workspace_mib: int, timing_path: Path,
