@@ -372,7 +372,8 @@ def cmd_models(_: argparse.Namespace) -> int:
         return 1
     settings = load_settings()
     defaults = {settings.model: "video", settings.picture_model: "pictures"}
-    print(f"{'model':<16} {'scale':>5} {'blocks':>6} {'ch':>4} {'params':>8} {'size':>8}  {'kind':<5} "
+    width = max(16, *(len(name) for name in models))
+    print(f"{'model':<{width}} {'scale':>5} {'blocks':>6} {'ch':>4} {'params':>8} {'size':>8}  {'kind':<5} "
           f"{'PSNR-Y':>7} {'vs bicubic':>10} {'SSIM-Y':>7}  {'H.264 CRF 23':>12}  {'flicker (bicubic)':>17}  default for")
     for name, path in models.items():
         card = read_card(path)
@@ -385,12 +386,15 @@ def cmd_models(_: argparse.Namespace) -> int:
         compressed = f"{h264['psnr_y'] - h264['bicubic']['psnr_y']:+.2f} dB" if h264 else "-"
         steady = m.get("temporal", {}).get("h264_crf23")
         flicker = f"{steady['flicker']:.2f} ({steady['bicubic']:.2f})" if steady else "-"
-        print(f"{name:<16} {'x' + str(c['scale']):>5} {c['num_blocks']:>6} {c['channels']:>4} "
+        print(f"{name:<{width}} {'x' + str(c['scale']):>5} {c['num_blocks']:>6} {c['channels']:>4} "
               f"{params / 1e6:>7.2f}M {path.stat().st_size / 2**20:>6.1f}MB  {card.kind:<5} {psnr:>7} {gain:>10} "
               f"{ssim:>7}  {compressed:>12}  {flicker:>17}  {defaults.get(name, '')}")
     print("PSNR/SSIM: held-out photos, Y channel, x4 bicubic-downscaled input; H.264 CRF 23: the same input "
           "through x264 first, gain vs bicubic; flicker: the photos panned by a sub-pixel motion through x264 "
           "CRF 23, RMS Y change between frames after undoing the pan, lower is steadier (python -m train.evaluate)")
+    print("what each is for (its card's description; pick one with --model):")
+    for name, path in models.items():
+        print(f"  {name}: {read_card(path).description or '-'}")
     return 0
 
 
