@@ -22,7 +22,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _training_summary(t: dict) -> str:
-    """Steps and time of every cycle a model went through (continuations keep the earlier one)."""
+    """Steps and time of every cycle a model went through (continuations keep the earlier one);
+    a weight mean (train/soup.py) names its ingredients and the training of the main one."""
+    if t.get("stage") == "soup":
+        parts = sorted(t["ingredients"], key=lambda i: -i["weight"])
+        mean = " + ".join(f"{i['weight']:.2f} x `{i['model']}`" for i in parts)
+        return f"weight mean {mean}; {parts[0]['model']}: {_training_summary(parts[0]['training'])}"
     cycles = []
     while t:
         cycles.append(t)

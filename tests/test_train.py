@@ -295,3 +295,33 @@ def test_temporal_metrics_of_bicubic_and_a_steadier_upscaler(photo: np.ndarray) 
     assert set(m) == {"clean", "h264_crf30"}
     assert 0 < m["clean"]["flicker"] < m["clean"]["bicubic"]
     assert m["h264_crf30"]["bicubic"] > m["clean"]["bicubic"]
+
+
+def test_soup_is_the_weighted_mean_of_its_ingredients(tmp_path: Path) -> None:
+    """train/soup.py: every parameter and BatchNorm statistic is the normalised weighted mean; the
+    card names each ingredient; another architecture is refused."""
+    from rtsr.models.weights import ModelCard, save_weights
+    from tests.conftest import make_generator
+    from train.soup import Ingredient, SoupConfig, mix
+
+    a, b, other = make_generator(seed=1), make_generator(seed=2), make_generator(blocks=3, seed=3)
+    for name, g in (("a", a), ("b", b), ("other", other)):
+        save_weights(tmp_path / f"{name}.pt", g, ModelCard(name=name, config=g.config.to_dict(),
+                                                            training={"steps": 7}))
+    recipe = tmp_path / "soup.yaml"
+    recipe.write_text("name: ab\ningredients:\n  - {weights: a.pt, weight: 3}\n  - {weights: b.pt, weight: 1}\n")
+    soup, card = mix(SoupConfig.load(recipe), root=tmp_path)
+    sa, sb = a.state_dict(), b.state_dict()
+    for key, value in soup.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, 0.75 * sa[key] + 0.25 * sb[key])
+        assert value.dtype == sa[key].dtype
+    assert sa["body_bn.running_var"].ne(sb["body_bn.running_var"]).any()  # the statistics differ, so were mixed
+    assert [(i["model"], i["weight"], i["training"]) for i in card.training["ingredients"]] == [
+        ("a", 0.75, {"steps": 7}), ("b", 0.25, {"steps": 7})]
+    assert card.training["stage"] == "soup" and card.name == "ab"
+    with pytest.raises(SystemExit, match="architecture"):
+        mix(SoupConfig("x", [Ingredient("a.pt", 1), Ingredient("other.pt", 1)]), root=tmp_path)
+    recipe.write_text("name: one\ningredients:\n  - {weights: a.pt, weight: 1}\n")
+    with pytest.raises(SystemExit, match="two or more"):
+        SoupConfig.load(recipe)
