@@ -16,14 +16,13 @@ import argparse
 import hashlib
 import logging
 import shutil
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 
 from rtsr.models.weights import ModelCard, load_weights, save_weights
-from train.train import ENGINES_DIR, RUNS_DIR
+from train.train import ENGINES_DIR, RUNS_DIR, read_config
 
 log = logging.getLogger("train")
 
@@ -43,11 +42,7 @@ class SoupConfig:
 
     @classmethod
     def load(cls, path: Path) -> "SoupConfig":
-        with Path(path).open() as fh:
-            data = yaml.safe_load(fh)
-        known = {f.name for f in fields(cls)}
-        if set(data) - known:
-            raise SystemExit(f"{path}: unknown keys {sorted(set(data) - known)}")
+        data = read_config(path, cls)
         data["ingredients"] = [Ingredient(**i) for i in data.get("ingredients", [])]
         if len(data["ingredients"]) < 2 or any(i.weight <= 0 for i in data["ingredients"]):
             raise SystemExit(f"{path}: a soup needs two or more ingredients with positive weights")

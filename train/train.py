@@ -37,6 +37,16 @@ RUNS_DIR = Path(__file__).resolve().parent / "runs"
 ENGINES_DIR = Path(__file__).resolve().parents[1] / "engines"  # where --ship puts weights and card (the repo's)
 
 
+def read_config(path: Path, cls: type) -> dict[str, Any]:
+    """A YAML config's keys, each one a field of the dataclass `cls` (a typo stops the run)."""
+    with Path(path).open() as fh:
+        data = yaml.safe_load(fh) or {}
+    known = {f.name for f in fields(cls)}
+    if set(data) - known:
+        raise SystemExit(f"{path}: unknown keys {sorted(set(data) - known)}")
+    return data
+
+
 @dataclass
 class TrainConfig:
     """One training run; every number of the run is here, loaded from YAML."""
@@ -78,11 +88,7 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
-        with Path(path).open() as fh:
-            data = yaml.safe_load(fh)
-        known = {f.name for f in fields(cls)}
-        if set(data) - known:
-            raise SystemExit(f"{path}: unknown keys {sorted(set(data) - known)}")
+        data = read_config(path, cls)
         for key in ("betas", "h264_crf", "hr_blur_sigma"):
             if key in data:
                 data[key] = tuple(data[key])
