@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from rtsr.models.weights import ModelCard, load_weights, save_weights
-from train.train import ENGINES_DIR, RUNS_DIR, read_config
+from train.train import ENGINES_DIR, RUNS_DIR, read_config, ship
 
 log = logging.getLogger("train")
 
@@ -92,9 +91,7 @@ def main() -> None:
     save_weights(final, generator, card)
     log.info("wrote %s", final)
     if args.ship:
-        for suffix in (".pt", ".yaml"):
-            shutil.copy(final.with_suffix(suffix), ENGINES_DIR / f"{cfg.name}{suffix}")
-        log.info("shipped %s to %s", cfg.name, ENGINES_DIR)
+        ship(final, cfg.name)
 
 
 if __name__ == "__main__":

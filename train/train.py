@@ -371,9 +371,14 @@ def main() -> None:
         torch.set_num_threads(cfg.threads)
     final = run(cfg, args.resume, args.vgg_weights, torch.device(args.device))
     if args.ship:
-        for suffix in (".pt", ".yaml"):
-            shutil.copy(final.with_suffix(suffix), ENGINES_DIR / f"{cfg.name}{suffix}")
-        log.info("shipped %s to %s", cfg.name, ENGINES_DIR)
+        ship(final, cfg.name)
+
+
+def ship(final: Path, name: str) -> None:
+    """Copy a run's weights and card into engines/ as model `name`."""
+    for suffix in (".pt", ".yaml"):
+        shutil.copy(final.with_suffix(suffix), ENGINES_DIR / f"{name}{suffix}")
+    log.info("shipped %s to %s", name, ENGINES_DIR)
 
 
 if __name__ == "__main__":

@@ -161,7 +161,6 @@ class VideoReader:
                  max_frames: int | None = None, frames: bool = True, other_streams: bool = True) -> None:
         self.path = path
         self.frames = frames  # False: the copied streams' packets only, no video decoded (a segmented run's join)
-        # False: the video alone (a segment's file), no audio, subtitles or attachments to copy
         self.container = open_input(path)
         # FFmpeg's choice (av_find_best_stream): skips cover art, prefers the main picture
         self.stream = self.container.streams.best("video")
@@ -192,6 +191,7 @@ class VideoReader:
             average_rate=self.stream.average_rate or self.stream.guessed_rate,
             frames=self._frame_estimate(),
             color=_color(ctx),
+            # other_streams False: the video alone (a segment's file; the join copies the rest once)
             copy_streams=tuple(s.index for s in self.container.streams
                                if other_streams and s.index != self.stream.index
                                and s.type in ("audio", "subtitle") and not _unfilled_audio(s)),
