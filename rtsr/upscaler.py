@@ -72,7 +72,8 @@ class Upscaler:
                                               fixed_batch=batch is not None)
         # the largest input a backend will see: a whole batch of tiles with their overlap
         self.backend: Backend = create_backend(backend, generator, self.device, max_batch=self.batch,
-                                               max_side=self.tile + 2 * self.tile_overlap, precision=precision)
+                                               max_side=self.tile + 2 * self.tile_overlap, precision=precision,
+                                               cache_mib=self.settings.cache_mib)
         # what the network computes in: "fp32", "bf16" (CPU autocast) or "fp16"; TensorRT plans are fp16
         self.precision: str = getattr(self.backend, "precision", "fp16")
         log.info("model %s (x%d) on %s via %s (%s), tile %d+%d, batch %d", self.card.name, self.scale, self.device,

@@ -106,9 +106,10 @@ def test_without_openvino_one_clear_error(monkeypatch: pytest.MonkeyPatch, tiny_
     assert not (tmp_path / "o.png").exists()
 
 
-def test_the_cache_folder_keeps_under_its_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One blob per input shape: past runtime.yaml's cache_mib the least recently used go."""
-    import rtsr.backends.openvino_backend as ov_backend
+def test_the_cache_folder_keeps_under_its_bound(tmp_path: Path, tiny_weights: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """One blob per input shape: past the settings' cache_mib the least recently used go; the bound
+    an Upscaler is given (not only runtime.yaml's) is the one its backend keeps."""
     from rtsr.settings import RuntimeSettings
     from tests.conftest import make_generator
 
@@ -120,6 +121,7 @@ def test_the_cache_folder_keeps_under_its_bound(tmp_path: Path, monkeypatch: pyt
     assert first.is_file() and second.is_file()  # the default bound (2 GiB) holds both
     for blob in (first, second):  # last used an hour ago: out of the grace period
         os.utime(blob, (time.time() - 3600,) * 2)
-    monkeypatch.setattr(ov_backend, "load_settings", lambda: RuntimeSettings(cache_mib=0))
-    backend.run(torch.rand(1, 3, 18, 17))
-    assert [p.name for p in (tmp_path / "openvino").iterdir()] == [backend.cache_path(18, 17).name]
+    upscaler = Upscaler(tiny_weights, backend="openvino", settings=RuntimeSettings(cache_mib=0), precision="fp32")
+    upscaler(np.zeros((20, 24, 3), np.uint8))
+    kept = sorted(p.name for p in (tmp_path / "openvino").iterdir())
+    assert len(kept) == 1 and first.name not in kept and second.name not in kept  # only the blob just built

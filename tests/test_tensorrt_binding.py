@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import os
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -320,9 +322,9 @@ def test_select_cached_prefers_the_smallest_containing_plan(tmp_path: Path) -> N
     assert select_cached(plans, PREFIX, 9, 16, 16) is None
 
 
-def test_build_engine_reuses_a_cached_plan_only_when_its_profile_contains_ours(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """build_engine's cache lookup with the whole profile: the max corner alone would reuse min64."""
+@pytest.fixture()
+def fake_build(monkeypatch: pytest.MonkeyPatch) -> list[ShapeProfile]:
+    """build_engine with TensorRT's builder and the GPU faked: the profiles it builds plans for."""
     built: list[ShapeProfile] = []
     monkeypatch.setattr(trt_backend, "unavailable_reason", lambda device: None)
     monkeypatch.setattr(trt_backend, "_trt", lambda: types.SimpleNamespace(__version__="10.13.0"))
@@ -331,6 +333,13 @@ def test_build_engine_reuses_a_cached_plan_only_when_its_profile_contains_ours(
     monkeypatch.setattr(torch.cuda, "get_device_properties",
                         lambda device: types.SimpleNamespace(name="GPU", major=9, minor=0))
     monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    return built
+
+
+def test_build_engine_reuses_a_cached_plan_only_when_its_profile_contains_ours(
+        fake_build: list[ShapeProfile], tmp_path: Path) -> None:
+    """build_engine's cache lookup with the whole profile: the max corner alone would reuse min64."""
+    built = fake_build
     needed = ShapeProfile.for_inputs(8, 1040)
     min64 = ShapeProfile((1, 64, 64), (8, 270, 480), (8, 1040, 1040))
     _plans(tmp_path, min64)[0].write_bytes(b"min64")
@@ -343,6 +352,18 @@ def test_build_engine_reuses_a_cached_plan_only_when_its_profile_contains_ours(
     assert trt_backend.build_engine(object(), torch.device("cuda"), smaller_need,  # type: ignore[arg-type]
                                     cache_dir=tmp_path) == _plans(tmp_path, larger)[0]
     assert built == [needed]
+
+
+def test_build_engine_keeps_the_plan_cache_under_the_bound_it_is_given(
+        fake_build: list[ShapeProfile], tmp_path: Path) -> None:
+    """A new plan past `cache_mib` pushes out the least recently used plan (an hour old), not itself."""
+    old = _plans(tmp_path, ShapeProfile((1, 64, 64), (8, 270, 480), (8, 1040, 1040)))[0]
+    old.write_bytes(b"old plan")
+    os.utime(old, (time.time() - 3600,) * 2)
+    needed = ShapeProfile.for_inputs(8, 1040)
+    path = trt_backend.build_engine(object(), torch.device("cuda"), needed, cache_dir=tmp_path,  # type: ignore[arg-type]
+                                    cache_mib=0)
+    assert fake_build == [needed] and [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
 def test_build_engine_defaults_are_the_profile_upscale_asks_for(monkeypatch: pytest.MonkeyPatch,

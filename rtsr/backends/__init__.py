@@ -57,10 +57,11 @@ def precision_reason(name: str, precision: str) -> str | None:
 
 
 def create_backend(name: str, generator: Generator, device: torch.device, max_batch: int = 1,
-                   max_side: int = 1024, precision: str = "auto") -> Backend:
+                   max_side: int = 1024, precision: str = "auto", cache_mib: int | None = None) -> Backend:
     """Build backend `name` ('auto' picks the fastest available) for `generator` on `device`,
     for inputs of at most `max_batch` x `max_side` x `max_side` (what TensorRT builds for), at
-    `precision` ('auto', 'fp32', 'bf16', 'fp16'; see rtsr.devices.resolve_precision)."""
+    `precision` ('auto', 'fp32', 'bf16', 'fp16'; see rtsr.devices.resolve_precision). `cache_mib`
+    bounds the compiled-model cache of OpenVINO and TensorRT (None: runtime.yaml's)."""
     requested = ALIASES.get(name, name)  # may name a Vulkan device: 'vulkan:1'
     name = canonical(requested)
     if name == "auto":  # measured once per machine, model and versions, then cached (autoselect)
@@ -75,14 +76,14 @@ def create_backend(name: str, generator: Generator, device: torch.device, max_ba
     if name == "openvino":
         from rtsr.backends.openvino_backend import OpenVINOBackend
 
-        return OpenVINOBackend(generator, device, precision=precision)
+        return OpenVINOBackend(generator, device, precision=precision, cache_mib=cache_mib)
     if name == "vulkan":
         from rtsr.backends.vulkan_backend import VulkanBackend
 
         return VulkanBackend(generator, device, precision=precision, index=vulkan_index(requested))
     from rtsr.backends.tensorrt import ShapeProfile, TensorRTBackend
 
-    return TensorRTBackend(generator, device, ShapeProfile.for_inputs(max_batch, max_side))
+    return TensorRTBackend(generator, device, ShapeProfile.for_inputs(max_batch, max_side), cache_mib=cache_mib)
 
 
 __all__ = ["ALIASES", "BACKENDS", "Backend", "BackendUnavailable", "create_backend", "precision_reason",

@@ -126,7 +126,7 @@ class OpenVINOBackend:
     compiles = 0
 
     def __init__(self, generator: Generator, device: torch.device, precision: str = "auto",
-                 ov_device: str | None = None) -> None:
+                 ov_device: str | None = None, cache_mib: int | None = None) -> None:
         ov = _openvino()
         reason = unavailable_reason(device)
         if reason:
@@ -145,6 +145,7 @@ class OpenVINOBackend:
             # srgan-x4-lite 320x180 ran 0.72-0.76 fps end to end here, unpinned 0.92 (1 thread, 2 busy cores)
             self._config["ENABLE_CPU_PINNING"] = False
         self._compiled: OrderedDict[tuple[int, int], object] = OrderedDict()
+        self._cache_bytes = (load_settings().cache_mib if cache_mib is None else cache_mib) << 20
         self._model = None  # the ONNX model, read only when a shape must be compiled
         self.version = ov.get_version().split("-")[0]
         log.info("openvino backend on %s (%s, OpenVINO %s)", self.ov_device, self.precision, self.version)
@@ -176,7 +177,7 @@ class OpenVINOBackend:
             compiled = self._compile(height, width)
             try:
                 write_cache_file(path, compiled.export_model().getvalue())
-                trim_cache(path.parent, load_settings().cache_mib << 20, path, ("*.blob",))
+                trim_cache(path.parent, self._cache_bytes, path, ("*.blob",))
             except OSError as exc:  # runs all the same, compiled again next time
                 log.warning("openvino: cannot cache %s in %s (%s)", path.name, path.parent, exc)
         actual = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16", "f16"

@@ -205,12 +205,13 @@ ROUTE_TAGS = {"onnx": "fp16", "torch-tensorrt": "fp16-tt"}
 
 def build_engine(generator: Generator, device: torch.device, profile: ShapeProfile,
                  workspace_mib: int = 4096, cache_dir: Path | None = None,
-                 progress: BuildProgress | None = None, route: str = "onnx") -> Path:
+                 progress: BuildProgress | None = None, route: str = "onnx", cache_mib: int | None = None) -> Path:
     """Build (or reuse) the FP16 plan for `generator` on `device`; return its path.
 
     Both routes give a serialized TensorRT plan with one input and one output, so the cache and
     TensorRTBackend are shared; the route is part of the key (the plans differ). `cache_dir`
-    defaults to the user's cache folder, read when called (RTSR_CACHE_DIR can change it).
+    defaults to the user's cache folder, read when called (RTSR_CACHE_DIR can change it), and is
+    kept under `cache_mib` (None: runtime.yaml's).
     """
     if route not in ROUTE_TAGS:
         raise RtsrError(f"unknown build route {route!r}; choose one of {', '.join(ROUTE_TAGS)}")
@@ -239,7 +240,8 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
             plan = _onnx_plan(trt, generator, profile, workspace_mib, timing_path, progress or BuildProgress())
     # unique temporary name, then rename: two builds of the same plan at once do not collide
     write_cache_file(plan_path, plan)
-    trim_cache(cache_dir, load_settings().cache_mib << 20, plan_path, ("*.plan", "timing_*.cache"))
+    bound = load_settings().cache_mib if cache_mib is None else cache_mib
+    trim_cache(cache_dir, bound << 20, plan_path, ("*.plan", "timing_*.cache"))
     return plan_path
 
 
@@ -346,9 +348,9 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def __init__(self, generator: Generator, device: torch.device, profile: ShapeProfile,
-                 route: str = "onnx") -> None:
+                 route: str = "onnx", cache_mib: int | None = None) -> None:
         trt = _trt()
-        plan = build_engine(generator, device, profile, route=route)
+        plan = build_engine(generator, device, profile, route=route, cache_mib=cache_mib)
         # deserialize on the device asked for: TensorRT loads the plan onto the current device
         with torch.cuda.device(device):
             self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
