@@ -7,6 +7,7 @@ a second, closed and open GOP (open: frames shown before a keyframe are decoded 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import signal
@@ -190,7 +191,8 @@ def test_work_folder_follows_the_output_changing_settings(media: dict, tmp_path:
     assert work_folder(clip, dst, UpscalerSpec(spec.model, tile=32))[0].path != first.path
 
 
-def test_failed_segment_leaves_a_resumable_work_folder(media: dict, tmp_path: Path) -> None:
+def test_failed_segment_leaves_a_resumable_work_folder(media: dict, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     clip, spec, out = media["clips"]["closed.mp4"], media["spec"], tmp_path / "out.mp4"
     work, _ = work_folder(clip, out, spec)
     work.segment_path(2).mkdir(parents=True)  # segment 2 cannot be written: a directory has its name
@@ -219,10 +221,15 @@ def test_failed_segment_leaves_a_resumable_work_folder(media: dict, tmp_path: Pa
     assert work.record(plan, 0) is None
     work.write_record(first)
     assert work.record(plan, 0) == first
+    assert first.backend.startswith("torch ")  # what computed it, e.g. "torch bf16"
+    work.write_record(dataclasses.replace(first, backend="openvino fp16"))  # as if done elsewhere
 
     work.record_path(odd.index).unlink()  # no record: the rerun does it again, and only it
-    stats = upscale_segmented(clip, out, spec, pool, policy=POLICY)
+    with caplog.at_level(logging.WARNING, logger="rtsr.segments"):
+        stats = upscale_segmented(clip, out, spec, pool, policy=POLICY)
     assert stats.ran == [2] and stats.frames == 96
+    assert stats.backends == {first.backend, "openvino fp16"}  # the mix is reported, not hidden
+    assert "different backends (openvino fp16, torch" in caplog.text
     assert_same_as_single(out, media["single"]["closed.mp4"], media["lossless"]["closed.mp4"])
 
 

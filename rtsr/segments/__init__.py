@@ -43,6 +43,7 @@ class SegmentedStats:
     join_seconds: float = 0.0
     busy_seconds: float = 0.0  # this call's segments, added up over the workers that ran them
     nodes: set[str] = field(default_factory=set)  # where this call's segments ran
+    backends: set[str] = field(default_factory=set)  # what computed every segment, resumed ones too
     skipped_packets: int = 0
     repaired_frames: int = 0
     work: Path | None = None
@@ -61,7 +62,8 @@ def model_scale(spec: UpscalerSpec) -> tuple[Path, int]:
 
 
 def _settings(weights: Path, spec: UpscalerSpec, job: VideoJob, dst: Path) -> dict:
-    """What changes the output: not the workers, the batch or the device index."""
+    """What changes the output: not the workers, the batch or the device index. `auto` stays as
+    asked (a Ray node resolves it for itself); each segment's record says what computed it."""
     return {"model": file_sha256(weights), "backend": spec.backend, "precision": spec.precision, "tile": spec.tile,
             "encode": asdict(job.encode), "start": job.start, "end": job.end, "max_frames": job.max_frames,
             "container": dst.suffix.lower()}
@@ -126,6 +128,10 @@ def upscale_segmented(src: Path, dst: Path, spec: UpscalerSpec, executor: Execut
         stats.join_seconds = time.perf_counter() - joined
     stats.skipped_packets = sum(r.skipped_packets for r in records.values())
     stats.repaired_frames = sum(r.repaired_frames for r in records.values())
+    stats.backends = {r.backend for r in records.values()}
+    if len(stats.backends) > 1:  # e.g. a resume after a GPU appeared, or mixed nodes: seams within rounding
+        log.warning("the segments were computed by different backends (%s): their pictures may differ by "
+                    "rounding across a cut; --fresh runs them all on one", ", ".join(sorted(stats.backends)))
     shutil.rmtree(work.path, ignore_errors=True)
     if work_root is None:
         with contextlib.suppress(OSError):

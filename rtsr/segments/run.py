@@ -49,6 +49,7 @@ class Record:
     seconds: float = 0.0
     skipped_packets: int = 0
     repaired_frames: int = 0
+    backend: str = ""  # what computed it ("openvino fp32"): a resume or a cluster may mix them
 
 
 class WorkFolder:
@@ -152,7 +153,8 @@ def run_segment(src: Path, work: WorkFolder, plan: Plan, index: int, upscaler: U
                         f"not the planned {segment.frames} from 0 (the decoder dropped or invented frames "
                         f"after a seek); run this input without --workers/--ray")
     record = Record(index, segment.frames, segment.start, path.stat().st_size, file_sha256(path), node,
-                    time.perf_counter() - started, stats.skipped_packets, stats.repaired_frames)
+                    time.perf_counter() - started, stats.skipped_packets, stats.repaired_frames,
+                    f"{upscaler.backend.name} {upscaler.precision}")
     work.write_record(record)
     log.info("segment %d: %d frames in %.1f s", index, record.frames, record.seconds)
     return record
