@@ -32,7 +32,7 @@ def _backend_name(text: str) -> str:
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="shipped model name or .pt weights path (default: srgan-x4-steady; "
-                                                 "srgan-x4 for pictures)")
+                                                 "srgan-x4-clean for pictures)")
     p.add_argument("--backend", default="auto", type=_backend_name,
                    metavar="{" + ",".join(("auto", *BACKENDS, *ALIASES, "vulkan:N")) + "}",
                    help="auto: the fastest here, measured once per machine and model (rtsr info shows it); "

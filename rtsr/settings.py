@@ -15,7 +15,7 @@ RUNTIME_YAML = Path(__file__).resolve().parent / "configs" / "runtime.yaml"
 @dataclass(frozen=True)
 class RuntimeSettings:
     model: str = "srgan-x4-steady"       # videos, preview, the per-frame API: flickers less than bicubic
-    picture_model: str = "srgan-x4"      # pictures (`rtsr upscale photo.png`): the sharper one, no frames to flicker
+    picture_model: str = "srgan-x4-clean"  # pictures (`rtsr upscale photo.png`): the sharpest, no frames to flicker
     tile: dict[str, int] = field(default_factory=lambda: {"cpu": 384, "cuda": 960})
     tile_overlap: int | None = None
     batch: dict[str, int] = field(default_factory=lambda: {"cpu": 1, "cuda": 8})

@@ -107,6 +107,17 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     assert card.training["steps"] == 4 and (tmp_path / "split" / "log.csv").read_text().count("\n") == 4
 
 
+def test_stop_at_ends_early_on_the_full_runs_schedule(tmp_path: Path) -> None:
+    """A run stopped at `stop_at` is the full run's snapshot there: resumed to the end, it is the full run."""
+    cpu = torch.device("cpu")
+    straight, _ = load_weights(run(tiny_config(name="straight"), False, None, cpu, tmp_path))
+    _, early = load_weights(run(tiny_config(name="early", stop_at=2), False, None, cpu, tmp_path))
+    assert early.training["steps"] == 2 and "over 4 steps, stopped at 2" in early.training["optimizer"]
+    resumed, _ = load_weights(run(tiny_config(name="early"), True, None, cpu, tmp_path))
+    for k, v in straight.state_dict().items():
+        assert torch.allclose(v, resumed.state_dict()[k], atol=1e-6), k
+
+
 def test_gan_stage_runs_and_says_which_content_loss(tmp_path: Path) -> None:
     cpu = torch.device("cpu")
     first = run(tiny_config(name="mse", steps=1, precision="bf16"), False, None, cpu, tmp_path)

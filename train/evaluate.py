@@ -133,19 +133,21 @@ def generator_temporal_metrics(generator: Generator, images: dict[str, np.ndarra
 
 
 def per_photo_gains(generator: Generator, images: dict[str, np.ndarray]) -> dict[str, float]:
-    """Mean PSNR-Y of the model and bicubic over `images`, and each photo's gain over bicubic (dB):
-    the mean can hide a photo that loses."""
+    """Mean PSNR-Y (and SSIM-Y) of the model and bicubic over `images`, and each photo's gain over
+    bicubic (dB): the mean can hide a photo that loses."""
     folded, scale = fold_batchnorm(generator), generator.scale
     bicubic = _resize(scale, cv2.INTER_CUBIC)
-    model_psnr, bic_psnr = {}, {}
-    for name, hr in images.items():
-        one = {name: hr}
-        model_psnr[name] = evaluate(lambda lr: sr_image(folded, lr), one, scale)["psnr_y"]
-        bic_psnr[name] = evaluate(bicubic, one, scale)["psnr_y"]
-    return {"photos": sorted(images), "psnr_y": round(float(np.mean(list(model_psnr.values()))), 3),
-            "bicubic_psnr_y": round(float(np.mean(list(bic_psnr.values()))), 3),
-            "gain_vs_bicubic_db": round(float(np.mean(list(model_psnr.values())) - np.mean(list(bic_psnr.values()))), 3),
-            "gain_per_photo_db": {n: round(model_psnr[n] - bic_psnr[n], 3) for n in sorted(images)}}
+    model = {name: evaluate(lambda lr: sr_image(folded, lr), {name: hr}, scale) for name, hr in images.items()}
+    bic = {name: evaluate(bicubic, {name: hr}, scale) for name, hr in images.items()}
+
+    def mean(results: dict[str, dict[str, float]], key: str) -> float:
+        return float(np.mean([r[key] for r in results.values()]))
+
+    return {"photos": sorted(images), "psnr_y": round(mean(model, "psnr_y"), 3),
+            "ssim_y": round(mean(model, "ssim_y"), 4), "bicubic_psnr_y": round(mean(bic, "psnr_y"), 3),
+            "bicubic_ssim_y": round(mean(bic, "ssim_y"), 4),
+            "gain_vs_bicubic_db": round(mean(model, "psnr_y") - mean(bic, "psnr_y"), 3),
+            "gain_per_photo_db": {n: round(model[n]["psnr_y"] - bic[n]["psnr_y"], 3) for n in sorted(images)}}
 
 
 def main() -> None:

@@ -55,6 +55,7 @@ class TrainConfig:
     model: str                      # generator config name or path
     stage: str = "mse"              # "mse" (SRResNet) or "gan" (SRGAN)
     steps: int = 1000
+    stop_at: int | None = None      # end here, the lr schedule still that of `steps` (a snapshot before a flaw)
     batch: int = 16
     hr_patch: int = 96
     lr: float = 1e-4
@@ -298,8 +299,9 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
     start, first_step, first_wall = time.time(), trainer.step, trainer.wall_time_s
     log_file = log_path.open("a", newline="")
     writer = csv.writer(log_file)
-    bar = tqdm(total=cfg.steps, initial=trainer.step, desc=cfg.name, unit="step", mininterval=5)
-    while trainer.step < cfg.steps:
+    end = min(cfg.stop_at or cfg.steps, cfg.steps)
+    bar = tqdm(total=end, initial=trainer.step, desc=cfg.name, unit="step", mininterval=5)
+    while trainer.step < end:
         losses = trainer.train_step()
         if not math.isfinite(losses["loss_g"]):
             raise SystemExit(f"{cfg.name}: loss diverged at step {trainer.step + 1}; lower lr in {cfg.name}'s config")
@@ -307,13 +309,13 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
         bar.update(1)
         bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
         row = [trainer.step, *(f"{losses[k]:.6g}" for k in sorted(losses))]
-        if trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps:
+        if trainer.step % cfg.eval_every == 0 or trainer.step == end:
             metrics = trainer.evaluate()
             row += [metrics["psnr_y"], metrics["ssim_y"]]
             log.info("step %d held-out %s", trainer.step, "  ".join(f"{k} {v:g}" for k, v in metrics.items()))
             _append_curve(run_dir / "eval.csv", trainer.step, first_wall + time.time() - start, metrics)
         writer.writerow(row)
-        if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.steps:
+        if trainer.step % cfg.checkpoint_every == 0 or trainer.step == end:
             trainer.wall_time_s = first_wall + time.time() - start
             log_file.flush()
             torch.save(trainer.state(), ckpt_path.with_suffix(".tmp"))
@@ -325,8 +327,10 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
     card = ModelCard(
         name=cfg.name, config=trainer.generator.config.to_dict(), kind=cfg.kind, description=cfg.description,
         training={
-            "stage": cfg.stage, "steps": cfg.steps, "batch": cfg.batch, "hr_patch": cfg.hr_patch,
-            "optimizer": f"Adam lr {cfg.lr:g}->{cfg.lr_final:g} (cosine), betas {list(cfg.betas)}",
+            "stage": cfg.stage, "steps": end, "batch": cfg.batch, "hr_patch": cfg.hr_patch,
+            "optimizer": f"Adam lr {cfg.lr:g}->{cfg.lr_final:g} (cosine"
+                         f"{f' over {cfg.steps} steps, stopped at {end}' if end < cfg.steps else ''}), "
+                         f"betas {list(cfg.betas)}",
             "content_loss": trainer.content_loss_name,
             "adversarial_weight": cfg.adversarial_weight if cfg.stage == "gan" else 0.0,
             "init_from": cfg.init_from,
