@@ -43,6 +43,12 @@ def load_settings(path: Path = RUNTIME_YAML) -> RuntimeSettings:
     return RuntimeSettings(**data)
 
 
+def cache_bound_bytes(cache_mib: int | None) -> int:
+    """The compiled-model cache bound in bytes: `cache_mib` as a caller (an Upscaler's settings)
+    gave it, or runtime.yaml's where it gave None."""
+    return (load_settings().cache_mib if cache_mib is None else cache_mib) << 20
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """'640x360' -> (640, 360)."""
     match = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())

@@ -20,6 +20,7 @@ import av
 import numpy as np
 import pytest
 
+from rtsr.backends import BACKENDS
 from rtsr.errors import RtsrError
 from rtsr.models.weights import ModelCard, save_weights
 from rtsr.segments import ProcessPool, SegmentPolicy, UpscalerSpec, upscale_segmented, work_folder
@@ -221,15 +222,17 @@ def test_failed_segment_leaves_a_resumable_work_folder(media: dict, tmp_path: Pa
     assert work.record(plan, 0) is None
     work.write_record(first)
     assert work.record(plan, 0) == first
-    assert first.backend.startswith("torch ")  # what computed it, e.g. "torch bf16"
-    work.write_record(dataclasses.replace(first, backend="openvino fp16"))  # as if done elsewhere
+    name, precision = first.backend.split()  # what computed it: auto's measured pick, e.g. "openvino fp32"
+    assert name in BACKENDS and precision in ("fp32", "bf16", "fp16"), first.backend
+    elsewhere = "tensorrt fp16"  # no CPU run computes this: as if the segment was done on a GPU node
+    work.write_record(dataclasses.replace(first, backend=elsewhere))
 
     work.record_path(odd.index).unlink()  # no record: the rerun does it again, and only it
     with caplog.at_level(logging.WARNING, logger="rtsr.segments"):
         stats = upscale_segmented(clip, out, spec, pool, policy=POLICY)
     assert stats.ran == [2] and stats.frames == 96
-    assert stats.backends == {first.backend, "openvino fp16"}  # the mix is reported, not hidden
-    assert "different backends (openvino fp16, torch" in caplog.text
+    assert stats.backends == {first.backend, elsewhere}  # the mix is reported, not hidden
+    assert f"different backends ({', '.join(sorted(stats.backends))})" in caplog.text
     assert_same_as_single(out, media["single"]["closed.mp4"], media["lossless"]["closed.mp4"])
 
 

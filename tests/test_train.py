@@ -118,7 +118,8 @@ def test_stop_at_ends_early_on_the_full_runs_schedule(tmp_path: Path) -> None:
         assert torch.allclose(v, resumed.state_dict()[k], atol=1e-6), k
 
 
-def test_gan_stage_runs_and_says_which_content_loss(tmp_path: Path) -> None:
+def test_gan_stage_runs_and_says_which_content_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("train.train.native_bf16", lambda: (True, "test"))  # the bf16 path, on any CPU
     cpu = torch.device("cpu")
     first = run(tiny_config(name="mse", steps=1, precision="bf16"), False, None, cpu, tmp_path)
     final = run(tiny_config(name="gan", stage="gan", steps=2, init_from=str(first), kind="gan", precision="bf16"),
@@ -128,6 +129,17 @@ def test_gan_stage_runs_and_says_which_content_loss(tmp_path: Path) -> None:
     assert card.training["precision"] == "bf16"
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in generator.parameters())
     assert card.training["adversarial_weight"] == 1e-3
+
+
+def test_bf16_on_a_cpu_that_emulates_it_trains_in_fp32(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Emulated bf16 made a training step 12x slower than fp32: the run falls back, says so, and the
+    card records the precision that ran."""
+    monkeypatch.setattr("train.train.native_bf16", lambda: (False, "no avx512_bf16 (test)"))
+    with caplog.at_level("WARNING", logger="train"):
+        final = run(tiny_config(name="emulated", steps=1, precision="bf16"), False, None, torch.device("cpu"), tmp_path)
+    assert load_weights(final)[1].training["precision"] == "fp32"
+    assert "without native bf16 (no avx512_bf16 (test))" in caplog.text and "training in fp32" in caplog.text
 
 
 def test_vgg19_loads_torchvision_format_weights(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from rtsr.devices import resolve_precision
 from rtsr.errors import RtsrError
 from rtsr.locations import mark_used, trim_cache, write_cache_file
 from rtsr.models.srgan import Generator
-from rtsr.settings import load_settings
+from rtsr.settings import cache_bound_bytes
 
 log = logging.getLogger(__name__)
 MAX_COMPILED = 8   # shapes kept compiled in memory: whole frames and edge tiles of a video
@@ -145,7 +145,7 @@ class OpenVINOBackend:
             # srgan-x4-lite 320x180 ran 0.72-0.76 fps end to end here, unpinned 0.92 (1 thread, 2 busy cores)
             self._config["ENABLE_CPU_PINNING"] = False
         self._compiled: OrderedDict[tuple[int, int], object] = OrderedDict()
-        self._cache_bytes = (load_settings().cache_mib if cache_mib is None else cache_mib) << 20
+        self._cache_bytes = cache_bound_bytes(cache_mib)
         self._model = None  # the ONNX model, read only when a shape must be compiled
         self.version = ov.get_version().split("-")[0]
         log.info("openvino backend on %s (%s, OpenVINO %s)", self.ov_device, self.precision, self.version)

@@ -27,7 +27,7 @@ from rtsr.devices import cuda_unavailable_reason
 from rtsr.errors import RtsrError
 from rtsr.locations import mark_used, tensorrt_cache_dir, trim_cache, write_cache_file
 from rtsr.models.srgan import Generator
-from rtsr.settings import load_settings, parse_size
+from rtsr.settings import cache_bound_bytes, parse_size
 
 log = logging.getLogger(__name__)
 MIN_SIDE = 16          # smallest tile side the Upscaler produces for typical frames
@@ -240,8 +240,7 @@ def build_engine(generator: Generator, device: torch.device, profile: ShapeProfi
             plan = _onnx_plan(trt, generator, profile, workspace_mib, timing_path, progress or BuildProgress())
     # unique temporary name, then rename: two builds of the same plan at once do not collide
     write_cache_file(plan_path, plan)
-    bound = load_settings().cache_mib if cache_mib is None else cache_mib
-    trim_cache(cache_dir, bound << 20, plan_path, ("*.plan", "timing_*.cache"))
+    trim_cache(cache_dir, cache_bound_bytes(cache_mib), plan_path, ("*.plan", "timing_*.cache"))
     return plan_path
 
 
