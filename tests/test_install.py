@@ -1,6 +1,6 @@
 """rtsr as users get it: the wheel and the sdist, built the way pip and `python -m build` build
-them, installed (not editable) into fresh virtual environments outside the checkout and run from
-another folder. The default model must be found inside the installed package, the output must be
+them; the wheel installed (not editable) into fresh virtual environments outside the checkout and
+run from another folder, the sdist built to a wheel that must be the same, byte for byte. The default model must be found inside the installed package, the output must be
 right, and nothing may be written into site-packages.
 
 Slow (three isolated builds, four venvs, a short upscale: about a minute or two on two cores), so
@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("srgan-x4", "srgan-x4-lite", "srgan-x4-steady")
+MODELS = ("srgan-x4", "srgan-x4-clean", "srgan-x4-lite", "srgan-x4-steady")
 FRAMES = 12  # of samples/sample.mp4's 48: enough to check the output, cheap on a CPU
 
 pytestmark = pytest.mark.skipif(not (os.environ.get("CI") or os.environ.get("RTSR_INSTALL_TEST")),
