@@ -121,9 +121,8 @@ def test_no_stripes_on_smooth_sand(name: str) -> None:
     """The 16-block models' long cycles drew horizontal stripes on the smooth sand of the held-out
     wallpaper `bridge` (a 256 x 256 crop: 26.8-30.6 dB against bicubic's 36.0) while their mean
     gains rose: a picture artefact a mean hides. Shipped models stay within 1 dB of bicubic there."""
-    from rtsr.models.srgan import fold_batchnorm
     from train.data import debs_cached
-    from train.evaluate import sr_image
+    from train.evaluate import inference_form, sr_image
 
     if not debs_cached():
         pytest.skip("the pinned Debian packages are not cached (python -m train.data fetches them)")
@@ -133,6 +132,6 @@ def test_no_stripes_on_smooth_sand(name: str) -> None:
     lr = downscale_image(crop, 4)
     bicubic = cv2.resize(lr, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_CUBIC)
     generator, _ = load_weights(shipped_models()[name])
-    sr = sr_image(fold_batchnorm(generator), lr)
+    sr = sr_image(inference_form(generator), lr)
     inner = (slice(pad, pad + size), slice(pad, pad + size))
     assert psnr_y(crop[inner], sr[inner], 0) >= psnr_y(crop[inner], bicubic[inner], 0) - 1.0

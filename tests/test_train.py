@@ -97,9 +97,16 @@ def test_temporal_weight_adds_the_shift_loss(tmp_path: Path) -> None:
         run(tiny_config(name="bad", stage="gan", temporal_weight=0.5), False, None, cpu, tmp_path)
 
 
-def test_resume_continues_exactly(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
+    """The 4-step run in one go, which the split runs below must reproduce (run once for both)."""
+    generator, _ = load_weights(run(tiny_config(name="straight"), False, None, torch.device("cpu"),
+                                    tmp_path_factory.mktemp("straight")))
+    return generator
+
+
+def test_resume_continues_exactly(tmp_path: Path, straight: torch.nn.Module) -> None:
     cpu = torch.device("cpu")
-    straight, _ = load_weights(run(tiny_config(name="straight"), False, None, cpu, tmp_path))
     run(tiny_config(name="split", steps=2), False, None, cpu, tmp_path)
     resumed, card = load_weights(run(tiny_config(name="split"), True, None, cpu, tmp_path))
     for k, v in straight.state_dict().items():
@@ -107,10 +114,9 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     assert card.training["steps"] == 4 and (tmp_path / "split" / "log.csv").read_text().count("\n") == 4
 
 
-def test_stop_at_ends_early_on_the_full_runs_schedule(tmp_path: Path) -> None:
+def test_stop_at_ends_early_on_the_full_runs_schedule(tmp_path: Path, straight: torch.nn.Module) -> None:
     """A run stopped at `stop_at` is the full run's snapshot there: resumed to the end, it is the full run."""
     cpu = torch.device("cpu")
-    straight, _ = load_weights(run(tiny_config(name="straight"), False, None, cpu, tmp_path))
     _, early = load_weights(run(tiny_config(name="early", stop_at=2), False, None, cpu, tmp_path))
     assert early.training["steps"] == 2 and "over 4 steps, stopped at 2" in early.training["optimizer"]
     resumed, _ = load_weights(run(tiny_config(name="early"), True, None, cpu, tmp_path))

@@ -34,9 +34,16 @@ def _crop_to_multiple(img: np.ndarray, scale: int) -> np.ndarray:
     return img[:h, :w]
 
 
+def inference_form(generator: Generator) -> Generator:
+    """BatchNorm folded and channels_last, as rtsr's torch backend runs it: the same numbers
+    (within 3e-6), ~20% faster on CPU, which the card tests' minutes feel."""
+    return fold_batchnorm(generator).to(memory_format=torch.channels_last).eval()
+
+
 @torch.inference_mode()
 def sr_image(generator: Generator, lr: np.ndarray) -> np.ndarray:
-    x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
+    """`lr` (uint8 RGB) through `generator` (best in its `inference_form`), as uint8 RGB."""
+    x = (torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255).contiguous(memory_format=torch.channels_last)
     y = generator(x).clamp_(0, 1)
     return (y[0].permute(1, 2, 0) * 255).round().byte().numpy()
 
@@ -64,7 +71,7 @@ def baselines(images: dict[str, np.ndarray], scale: int) -> dict[str, dict[str, 
 
 
 def evaluate_generator(generator: Generator, images: dict[str, np.ndarray], crf: int | None = None) -> dict[str, float]:
-    folded = fold_batchnorm(generator)
+    folded = inference_form(generator)
     return evaluate(lambda lr: sr_image(folded, lr), images, generator.scale, crf)
 
 
@@ -128,14 +135,14 @@ def temporal_metrics(upscale, images: dict[str, np.ndarray], scale: int,
 
 def generator_temporal_metrics(generator: Generator, images: dict[str, np.ndarray],
                                crfs: tuple[int | None, ...] = (None, 23)) -> dict[str, dict[str, float]]:
-    folded = fold_batchnorm(generator)
+    folded = inference_form(generator)
     return temporal_metrics(lambda lr: sr_image(folded, lr), images, generator.scale, crfs)
 
 
 def per_photo_gains(generator: Generator, images: dict[str, np.ndarray]) -> dict[str, float]:
     """Mean PSNR-Y (and SSIM-Y) of the model and bicubic over `images`, and each photo's gain over
     bicubic (dB): the mean can hide a photo that loses."""
-    folded, scale = fold_batchnorm(generator), generator.scale
+    folded, scale = inference_form(generator), generator.scale
     bicubic = _resize(scale, cv2.INTER_CUBIC)
     model = {name: evaluate(lambda lr: sr_image(folded, lr), {name: hr}, scale) for name, hr in images.items()}
     bic = {name: evaluate(bicubic, {name: hr}, scale) for name, hr in images.items()}
