@@ -14,7 +14,7 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
 from train.data import HELDOUT, PatchSampler, gaussian_blur, h264_roundtrip, load_split, shift_consistency  # noqa: E402
-from train.train import TrainConfig, _with_bicubic_skip, run  # noqa: E402
+from train.train import TrainConfig, _with_bicubic_skip, _with_more_blocks, run  # noqa: E402
 from train.vgg import PHI_54_INDEX, VGG19Features  # noqa: E402
 
 
@@ -85,6 +85,25 @@ def test_add_skip_starts_as_bicubic_and_keeps_the_body() -> None:
             assert torch.equal(v, skipped.state_dict()[name]), name
     with pytest.raises(SystemExit, match="skip already"):
         _with_bicubic_skip(skipped)
+
+
+def test_add_blocks_keeps_the_output_and_trains_the_new_blocks() -> None:
+    from rtsr.models.config import GeneratorConfig
+    from rtsr.models.srgan import Generator
+
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(name="small", num_blocks=2, channels=8, skip="bicubic"))
+    with torch.no_grad():  # trained-looking BatchNorm statistics and shifts, not the init's 0 / 1
+        for bn in (m for m in generator.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.1, 0.1), bn.running_var.uniform_(0.5, 2), bn.bias.uniform_(-0.1, 0.1)
+    deeper = _with_more_blocks(generator, 3)
+    assert deeper.config.num_blocks == 5 and len(deeper.body) == 5
+    x = torch.rand(2, 3, 12, 12)
+    for mode in ("eval", "train"):  # the identity holds with batch statistics too
+        getattr(generator, mode)(), getattr(deeper, mode)()
+        assert torch.allclose(deeper(x), generator(x), atol=1e-6), mode
+    deeper(x).square().mean().backward()
+    assert deeper.body[4].bn2.weight.grad.abs().sum() > 0  # the new blocks learn from the first step
 
 
 def test_temporal_weight_adds_the_shift_loss(tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ class TrainConfig:
     h264_crf: tuple[int, int] = (18, 32)  # CRF range of those frames, drawn uniformly
     init_from: str | None = None    # weights file to start from (stage 2 starts from stage 1)
     add_skip: bool = False          # with init_from: add the bicubic skip and zero the tail (starts as bicubic)
+    add_blocks: int = 0             # with init_from: append this many residual blocks that start as identity
     hr_blur: float = 0.0            # share of HR patches blurred before degrading (soft sources stay soft)
     hr_blur_sigma: tuple[float, float] = (1.5, 3.0)  # that blur's sigma range, HR pixels
     temporal_weight: float = 0.0    # > 0: batches of shifted pairs, + this x their shift_consistency (flicker)
@@ -111,6 +112,20 @@ def _with_bicubic_skip(generator: Generator) -> Generator:
     return skipped
 
 
+def _with_more_blocks(generator: Generator, extra: int) -> Generator:
+    """`generator` with `extra` residual blocks appended to its body, each starting as the identity
+    (its last BatchNorm's scale and shift zeroed): the output is unchanged at the first step, so a
+    deeper model trains on from the shipped one's weights instead of from scratch."""
+    deeper = Generator(replace(generator.config, num_blocks=generator.config.num_blocks + extra))
+    missing, unexpected = deeper.load_state_dict(generator.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("body.") for k in missing), (missing, unexpected)
+    with torch.no_grad():
+        for block in list(deeper.body)[generator.config.num_blocks:]:
+            block.bn2.weight.zero_()
+            block.bn2.bias.zero_()
+    return deeper
+
+
 def usable_precision(cfg: TrainConfig, device: torch.device) -> str:
     """The config's precision, but fp32 for bf16 on a CPU that only emulates it: there a srgan-x4
     step took 38 s against 3.2 s in fp32 (AVX2-only AMD EPYC, 1 thread). The card records what ran."""
@@ -132,8 +147,10 @@ class Trainer:
             self.generator, self.init_card = load_weights(Path(cfg.init_from))
             if cfg.add_skip:
                 self.generator = _with_bicubic_skip(self.generator)
-        elif cfg.add_skip:
-            raise SystemExit(f"{cfg.name}: add_skip needs init_from (a model to add the skip to)")
+            if cfg.add_blocks:
+                self.generator = _with_more_blocks(self.generator, cfg.add_blocks)
+        elif cfg.add_skip or cfg.add_blocks:
+            raise SystemExit(f"{cfg.name}: add_skip and add_blocks need init_from (a model to change)")
         else:
             self.generator = Generator(load_generator_config(cfg.model))
         if cfg.temporal_weight and cfg.stage != "mse":
@@ -357,6 +374,7 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
             **({"h264_share": cfg.h264_share, "h264_crf": list(cfg.h264_crf)} if cfg.h264_share else {}),
             **({"hr_blur": cfg.hr_blur, "hr_blur_sigma": list(cfg.hr_blur_sigma)} if cfg.hr_blur else {}),
             **({"add_skip": True} if cfg.add_skip else {}),
+            **({"add_blocks": cfg.add_blocks} if cfg.add_blocks else {}),
             **({"temporal_weight": cfg.temporal_weight, "temporal_border": cfg.temporal_border}
                if cfg.temporal_weight else {}),
             "hardware": f"{device.type}: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
