@@ -87,7 +87,7 @@ def test_add_skip_starts_as_bicubic_and_keeps_the_body() -> None:
         _with_bicubic_skip(skipped)
 
 
-def test_add_blocks_keeps_the_output_and_trains_the_new_blocks() -> None:
+def test_add_blocks_keeps_the_output_and_trains_the_new_blocks(tmp_path: Path) -> None:
     from rtsr.models.config import GeneratorConfig
     from rtsr.models.srgan import Generator
 
@@ -104,6 +104,11 @@ def test_add_blocks_keeps_the_output_and_trains_the_new_blocks() -> None:
         assert torch.allclose(deeper(x), generator(x), atol=1e-6), mode
     deeper(x).square().mean().backward()
     assert deeper.body[4].bn2.weight.grad.abs().sum() > 0  # the new blocks learn from the first step
+    cpu = torch.device("cpu")
+    with pytest.raises(SystemExit, match="need init_from"):
+        run(tiny_config(name="deeper", add_blocks=2), False, None, cpu, tmp_path)
+    with pytest.raises(SystemExit, match="0 or more"):
+        run(tiny_config(name="shallower", add_blocks=-1), False, None, cpu, tmp_path)
 
 
 def test_temporal_weight_adds_the_shift_loss(tmp_path: Path) -> None:

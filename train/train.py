@@ -143,6 +143,8 @@ class Trainer:
         self.cfg, self.device = cfg, device
         torch.manual_seed(cfg.seed)
         self.init_card: ModelCard | None = None
+        if cfg.add_blocks < 0:
+            raise SystemExit(f"{cfg.name}: add_blocks must be 0 or more, not {cfg.add_blocks}")
         if cfg.init_from:
             self.generator, self.init_card = load_weights(Path(cfg.init_from))
             if cfg.add_skip:
