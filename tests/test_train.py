@@ -148,6 +148,27 @@ def test_stop_at_ends_early_on_the_full_runs_schedule(tmp_path: Path, straight: 
         assert torch.allclose(v, resumed.state_dict()[k], atol=1e-6), k
 
 
+def test_ema_ships_the_moving_average_across_a_resume(tmp_path: Path) -> None:
+    """With ema_decay the shipped weights are the average, not the last step's: after one step the
+    step's weights, after a resumed second step decay x those + (1 - decay) x the second step's."""
+    cpu = torch.device("cpu")
+    first, card = load_weights(run(tiny_config(name="ema", stop_at=1, ema_decay=0.25), False, None, cpu, tmp_path))
+    step1 = torch.load(tmp_path / "ema" / "last.ckpt", weights_only=True)["generator"]
+    assert card.training["ema_decay"] == 0.25
+    for k, v in first.state_dict().items():
+        assert torch.equal(v, step1[k]), k
+    second, _ = load_weights(run(tiny_config(name="ema", stop_at=2, ema_decay=0.25), True, None, cpu, tmp_path))
+    step2 = torch.load(tmp_path / "ema" / "last.ckpt", weights_only=True)["generator"]
+    moved = 0
+    for k, v in second.state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(v, 0.25 * step1[k] + 0.75 * step2[k], atol=1e-6), k
+            moved += not torch.allclose(v, step2[k], atol=1e-6)
+    assert moved > 0  # the average is not the last step's weights
+    with pytest.raises(SystemExit, match="ema_decay"):
+        run(tiny_config(name="bad-ema", ema_decay=1.0), False, None, cpu, tmp_path)
+
+
 def test_gan_stage_runs_and_says_which_content_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("train.train.native_bf16", lambda: (True, "test"))  # the bf16 path, on any CPU
     cpu = torch.device("cpu")
