@@ -84,3 +84,19 @@ def test_bicubic_skip_adds_the_bicubic_upscale_of_the_input() -> None:
     assert GeneratorConfig.from_dict(config.to_dict()) == config
     with pytest.raises(RtsrError, match="skip must be"):
         GeneratorConfig(name="bad", skip="nearest")
+
+
+def test_residual_part_plus_the_bicubic_skip_is_the_generator() -> None:
+    """What a bf16 backend runs (the OpenVINO one): the model without its skip, which it adds in fp32."""
+    from dataclasses import replace
+
+    from rtsr.models.srgan import residual_part
+
+    torch.manual_seed(0)
+    generator = Generator(replace(GeneratorConfig(name="s", num_blocks=2, channels=8), skip="bicubic")).eval()
+    x = torch.rand(2, 3, 12, 16)
+    bicubic = torch.nn.functional.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
+    residual = residual_part(generator)
+    assert residual.config.skip == "none"
+    assert torch.allclose(residual(x) + bicubic, generator(x), atol=1e-6)
+    assert not torch.allclose(residual(x), generator(x), atol=1e-3)

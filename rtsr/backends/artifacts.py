@@ -29,13 +29,14 @@ def key_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
 
 
-def cached_onnx(generator: Generator, digest: str | None = None) -> Path:
-    """The fp32 ONNX export of `generator` (dynamic batch, height, width), exported on first use."""
+def cached_onnx(generator: Generator, digest: str | None = None, clamp: bool = True) -> Path:
+    """The fp32 ONNX export of `generator` (dynamic batch, height, width), exported on first use;
+    `clamp`: as export_onnx."""
     digest = digest or model_hash(generator)
-    path = backend_cache_dir("onnx") / f"{digest}_opset{OPSET}_fp32.onnx"
+    path = backend_cache_dir("onnx") / f"{digest}_opset{OPSET}_fp32{'' if clamp else '_raw'}.onnx"
     if not path.is_file():
         log.info("exporting %s to ONNX (once per model)", generator.config.name)
-        write_cached(path, export_onnx(generator, fp16=False))
+        write_cached(path, export_onnx(generator, fp16=False, clamp=clamp))
     return path
 
 

@@ -16,9 +16,11 @@ INPUT, OUTPUT = "input", "output"
 OPSET = 17
 
 
-def export_onnx(generator: Generator, fp16: bool) -> bytes:
-    """Serialized ONNX model of the BN-folded generator, NCHW in [0, 1], output clamped."""
-    model = ClampedGenerator(fold_batchnorm(generator).cpu())
+def export_onnx(generator: Generator, fp16: bool, clamp: bool = True) -> bytes:
+    """Serialized ONNX model of the BN-folded generator, NCHW in [0, 1], output clamped unless
+    `clamp` is False (a residual part, whose skip and clamp the backend adds: srgan.residual_part)."""
+    folded = fold_batchnorm(generator).cpu()
+    model = ClampedGenerator(folded) if clamp else folded
     dtype = torch.float16 if fp16 else torch.float32
     model = model.to(dtype)
     sample = torch.rand(1, 3, 32, 32, dtype=dtype)

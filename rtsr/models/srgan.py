@@ -6,6 +6,7 @@ adversarially (stage 2). `fold_batchnorm` turns a trained generator into its inf
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -113,6 +114,18 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
         fused.weight.copy_(conv.weight * factor.reshape(-1, 1, 1, 1))
         fused.bias = nn.Parameter((bias - bn.running_mean) * factor + beta)
     return fused
+
+
+def residual_part(generator: Generator) -> Generator:
+    """A copy of `generator` without its bicubic skip: the residual it adds to the bicubic upscale.
+
+    That residual stays within about +-0.2, where bf16's 8 significant bits are fine; a [0, 1]
+    output rounded to them is off by up to half a code value. A backend computing in bf16 runs
+    this part and adds the skip in fp32.
+    """
+    residual = Generator(replace(generator.config, skip="none"))
+    residual.load_state_dict(generator.state_dict())
+    return residual.eval()
 
 
 def fold_batchnorm(generator: Generator) -> Generator:
