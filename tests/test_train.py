@@ -13,7 +13,8 @@ pytest.importorskip("skimage")
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
-from train.data import HELDOUT, PatchSampler, gaussian_blur, h264_roundtrip, load_split, shift_consistency  # noqa: E402
+from train.data import (HELDOUT, PatchSampler, gaussian_blur, h264_roundtrip, load_split, shift_consistency,  # noqa: E402
+                        yuv420_roundtrip)
 from train.train import TrainConfig, _with_bicubic_skip, _with_more_blocks, run  # noqa: E402
 from train.vgg import PHI_54_INDEX, VGG19Features  # noqa: E402
 
@@ -52,6 +53,23 @@ def test_shifted_pairs_see_one_scene_at_two_subpixel_phases() -> None:
     assert shift_consistency(hr, [(0, 0)] * 6, border=4).item() > 1e-4
     bicubic = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic")
     assert shift_consistency(bicubic, shifts, border=4).item() > 1e-5  # LR phases differ
+
+
+def test_yuv420_share_hands_over_what_the_video_path_converts() -> None:
+    """yuv420_share=1: every LR patch is rtsr's own 8-bit 4:2:0 round trip of the bicubic LR, left
+    off the 8-bit RGB grid as the video path hands it over; luma within a code value of the plain
+    LR's, chroma coarser. The HR is the same as without it (the share draws after the crops)."""
+    from rtsr.quality import downscale
+
+    images = list(load_split("train").values())[:3]
+    plain_lr, hr = PatchSampler(images, 48, 4, seed=7).batch(4)
+    video_lr, video_hr = PatchSampler(images, 48, 4, seed=7, yuv420_share=1.0).batch(4)
+    assert torch.equal(hr, video_hr)
+    assert torch.allclose(video_lr, yuv420_roundtrip(downscale(hr, 4)), atol=1e-6)
+    assert not torch.equal(video_lr * 255, (video_lr * 255).round())
+    luma = lambda t: 0.299 * t[:, 0] + 0.587 * t[:, 1] + 0.114 * t[:, 2]
+    assert (luma(video_lr) - luma(plain_lr)).abs().max() < 1.5 / 255
+    assert (video_lr - plain_lr).abs().max() > 4 / 255  # chroma edges are coarser
 
 
 def test_hr_blur_softens_the_picked_share_of_hr_patches() -> None:

@@ -339,6 +339,13 @@ def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     return x[:, 0].round().clamp(0, 255).to(torch.uint8)
 
 
+def yuv420_roundtrip(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB (N,3,H,W) in [0,1], even sides, through rtsr's own 8-bit limited-range 4:2:0
+    conversions and back (rtsr/video/color.py): what the video path hands the model for a lossless
+    4:2:0 frame, chroma left-sited and the RGB off the 8-bit grid (it is not rounded again)."""
+    return yuv_to_rgb(*rgb_to_yuv420(rgb, _SD_SPEC), _SD_SPEC)
+
+
 def h264_roundtrip(img: np.ndarray, crf: int) -> np.ndarray:
     """An RGB uint8 image (even sides) through libx264 (yuv420p, one intra frame at `crf`) and
     back: the blocking, ringing and chroma loss of the compressed video rtsr is given."""
@@ -399,11 +406,12 @@ class PatchSampler:
     def __init__(self, images: list[np.ndarray], hr_patch: int, scale: int, seed: int,
                  noise_std: float = 0.0, chroma_subsample: float = 0.0, h264_share: float = 0.0,
                  h264_crf: tuple[int, int] = (18, 32), hr_blur: float = 0.0,
-                 hr_blur_sigma: tuple[float, float] = (1.5, 3.0)) -> None:
+                 hr_blur_sigma: tuple[float, float] = (1.5, 3.0), yuv420_share: float = 0.0) -> None:
         self.images = [torch.from_numpy(im).permute(2, 0, 1).contiguous() for im in images]
         self.hr_patch, self.scale, self.noise_std = hr_patch, scale, noise_std
         self.chroma_subsample = chroma_subsample  # share of LR patches sent through 4:2:0, as video is
         self.h264_share, self.h264_crf = h264_share, h264_crf  # share through H.264 at a CRF in the range
+        self.yuv420_share = yuv420_share  # share through the video path's own 8-bit 4:2:0 (yuv420_roundtrip)
         # share of HR crops blurred (Gaussian, sigma in HR pixels, drawn uniformly) before the LR is
         # made from them: soft photos (an upscaled or defocused source) whose LR is soft too, so the
         # model learns not to sharpen what was never sharp
@@ -438,21 +446,27 @@ class PatchSampler:
 
     def _degrade(self, hr: torch.Tensor) -> torch.Tensor:
         """The LR a decoder would hand over: antialiased bicubic, then (each by its share) 4:2:0
-        chroma, an H.264 intra frame, noise; quantised to 8 bits."""
+        chroma, an H.264 intra frame, noise; quantised to 8 bits, but for the yuv420_share, which
+        stays as the video path's conversion leaves it."""
         size = hr.shape[0]
         lr = downscale(hr, self.scale)
+        video = torch.zeros(size, dtype=torch.bool)
+        if self.yuv420_share > 0:
+            video = torch.rand(size, generator=self.gen) < self.yuv420_share
+            lr[video] = yuv420_roundtrip(lr[video])
         if self.chroma_subsample > 0:
             pick = torch.rand(size, generator=self.gen) < self.chroma_subsample
             lr[pick] = subsample_chroma(lr[pick])
         if self.h264_share > 0:
             pick = torch.rand(size, generator=self.gen) < self.h264_share
             crfs = torch.randint(self.h264_crf[0], self.h264_crf[1] + 1, (size,), generator=self.gen)
+            video &= ~pick  # those come back from H.264 as 8-bit RGB
             for i in pick.nonzero().flatten().tolist():
                 img = (lr[i].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
                 lr[i] = torch.from_numpy(h264_roundtrip(img, int(crfs[i]))).permute(2, 0, 1).float() / 255
         if self.noise_std > 0:
             lr = (lr + torch.randn(lr.shape, generator=self.gen) * self.noise_std).clamp_(0, 1)
-        return (lr * 255).round() / 255
+        return torch.where(video[:, None, None, None], lr, (lr * 255).round() / 255)
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(lr, hr) float tensors in [0, 1]: size x 3 x p/s x p/s and size x 3 x p x p."""

@@ -73,6 +73,7 @@ class TrainConfig:
     add_blocks: int = 0             # with init_from: append this many residual blocks that start as identity
     hr_blur: float = 0.0            # share of HR patches blurred before degrading (soft sources stay soft)
     hr_blur_sigma: tuple[float, float] = (1.5, 3.0)  # that blur's sigma range, HR pixels
+    yuv420_share: float = 0.0       # share of LR patches as the video path converts a lossless 4:2:0 frame
     temporal_weight: float = 0.0    # > 0: batches of shifted pairs, + this x their shift_consistency (flicker)
     temporal_border: int = 8        # HR pixels left out at the patch edges by that loss
     ema_decay: float = 0.0          # > 0: evaluate and ship the exponential moving average of the weights
@@ -181,7 +182,7 @@ class Trainer:
         train_images = list(load_split("train", wheels=cfg.wheel_photos, debs=cfg.deb_photos).values())
         self.sampler = PatchSampler(train_images, cfg.hr_patch, self.generator.scale, cfg.seed, cfg.noise_std,
                                     cfg.chroma_subsample, cfg.h264_share, tuple(cfg.h264_crf),
-                                    cfg.hr_blur, tuple(cfg.hr_blur_sigma))
+                                    cfg.hr_blur, tuple(cfg.hr_blur_sigma), cfg.yuv420_share)
         self.heldout = load_split("heldout")
         self.heldout_debs = load_split("heldout_debs", debs=True) if cfg.eval_debs else {}
         self.step = 0
@@ -401,6 +402,7 @@ def run(cfg: TrainConfig, resume: bool, vgg_weights: Path | None, device: torch.
             **({"add_skip": True} if cfg.add_skip else {}),
             **({"add_blocks": cfg.add_blocks} if cfg.add_blocks else {}),
             **({"ema_decay": cfg.ema_decay} if cfg.ema_decay else {}),
+            **({"yuv420_share": cfg.yuv420_share} if cfg.yuv420_share else {}),
             **({"temporal_weight": cfg.temporal_weight, "temporal_border": cfg.temporal_border}
                if cfg.temporal_weight else {}),
             "hardware": f"{device.type}: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
