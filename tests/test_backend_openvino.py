@@ -14,6 +14,7 @@ import torch
 from rtsr import Upscaler
 from rtsr.backends import BackendUnavailable, unavailable_reason
 from rtsr.cli import main
+from rtsr.devices import native_bf16
 from rtsr.quality import psnr_y
 from tests.backend_fixtures import cache, chelsea  # noqa: F401 (fixtures)
 
@@ -21,6 +22,7 @@ pytest.importorskip("openvino", reason="openvino is in the test extra: pip insta
 from rtsr.backends.openvino_backend import OpenVINOBackend  # noqa: E402
 
 CPU = torch.device("cpu")
+NATIVE_BF16 = pytest.mark.skipif(not native_bf16()[0], reason="this CPU has no native bf16: OpenVINO runs f32 there")
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +49,26 @@ def test_parity_with_fp32_torch_on_a_real_photo(crop: np.ndarray, reference: np.
     assert psnr_y(reference, out) > 45
 
 
+@NATIVE_BF16
 def test_bf16_keeps_the_output_within_a_fraction_of_a_code_value(crop: np.ndarray, torch_fp32: Upscaler) -> None:
     """In bf16 OpenVINO computes only the residual and the bicubic skip is added in fp32: the whole
     model in bf16 was 1.1e-3 (0.29 code values) off fp32 on average on a held-out crop, and cost it
-    0.9 dB; the residual path 6e-5."""
+    0.9 dB; the residual path 6e-5. The skip added outside the graph is clamped there too: on hard
+    black/white edges the unclamped model reaches -0.8 and 3.1."""
     x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255
     up = Upscaler("srgan-x4-lite", backend="openvino", device="cpu", precision="bf16")
+    assert up.backend._fp32_skip
     error = (up(x) - torch_fp32(x)).abs()
     assert error.mean() < 3e-4 and error.max() < 4e-3, (error.mean(), error.max())
+    dots = torch.zeros(3, 32, 32)
+    dots[:, ::2, ::2] = 1.0
+    out = up(dots)
+    assert out.min() >= 0 and out.max() <= 1 and (out == 1).any() and (out == 0).any()
 
 
-def test_tiles_and_batches_match_whole_frames(crop: np.ndarray, torch_fp32: Upscaler) -> None:
-    tiled = Upscaler("srgan-x4-lite", backend="openvino", device="cpu", precision="fp32", tile=24, batch=3)
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=NATIVE_BF16)])
+def test_tiles_and_batches_match_whole_frames(crop: np.ndarray, torch_fp32: Upscaler, precision: str) -> None:
+    tiled = Upscaler("srgan-x4-lite", backend="openvino", device="cpu", precision=precision, tile=24, batch=3)
     assert tiled.tile_count(47, 61) > 1
     frames = np.stack([crop, crop[:, ::-1], crop[::-1]])  # 3 frames: one batch through the async queue
     out = tiled(frames)
@@ -69,6 +79,28 @@ def test_tiles_and_batches_match_whole_frames(crop: np.ndarray, torch_fp32: Upsc
     y = tiled(x)
     assert y.dtype == torch.float32 and y.shape == (3, 3, 4 * 47, 4 * 61)
     assert (y * 255 - torch.from_numpy(out).permute(0, 3, 1, 2).float()).abs().max().item() < 1.01
+
+
+@NATIVE_BF16
+def test_the_residual_part_is_cached_apart_from_a_skip_free_twin(cache: Path) -> None:
+    """The bf16 residual part (unclamped) hashes like a model without the skip (clamped): its blob
+    has a key of its own, and each backend gives its own model's output."""
+    from dataclasses import replace
+
+    from rtsr.models.srgan import Generator, residual_part
+    from tests.conftest import make_generator
+
+    plain = make_generator(seed=6)
+    skipped = Generator(replace(plain.config, skip="bicubic"))
+    skipped.load_state_dict(plain.state_dict())
+    twin = residual_part(skipped.eval())
+    ours, theirs = OpenVINOBackend(skipped, CPU, precision="bf16"), OpenVINOBackend(twin, CPU, precision="bf16")
+    assert ours.cache_path(19, 23) != theirs.cache_path(19, 23)
+    x = torch.rand(1, 3, 19, 23)
+    for backend, model in ((theirs, twin), (ours, skipped)):  # the twin's blob first, on disk when ours compiles
+        with torch.no_grad():
+            expected = model(x).clamp(0, 1)
+        assert (backend.run(x) - expected).abs().mean() < 2e-3
 
 
 def test_second_construction_imports_instead_of_compiling(cache: Path) -> None:

@@ -160,8 +160,9 @@ class OpenVINOBackend:
 
     def cache_path(self, height: int, width: int) -> Path:
         """Where the compiled model for one input shape is kept."""
+        # "_residual": the unclamped residual part, whose digest a skip-free twin model would share
         name = (f"{self._digest}_ov{key_part(self.version)}_{key_part(self.ov_device)}_{self.precision}"
-                f"_1x{height}x{width}.blob")
+                f"{'_residual' if self._fp32_skip else ''}_1x{height}x{width}.blob")
         return backend_cache_dir("openvino") / name
 
     def _queue_for(self, height: int, width: int):
