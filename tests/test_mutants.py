@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from rtsr.devices import native_bf16
+
 ROOT = Path(__file__).resolve().parents[1]
 B = "tests/test_behaviour.py::"
 AUDIO = B + "test_copied_audio_is_the_inputs_within_the_range_shifted_by_start"
@@ -81,6 +83,21 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "train/train.py", "loss_g.backward()\n        self.opt_g.step()", "loss_g.backward()",
         [B + "test_one_gan_step_moves_both_networks"]),
 }
+OV = "tests/test_backend_openvino.py::"
+OV_BF16 = OV + "test_bf16_keeps_the_output_within_a_fraction_of_a_code_value"
+if native_bf16()[0]:  # the OpenVINO bf16 tests skip on other CPUs (OpenVINO runs f32 there)
+    MUTANTS.update({
+        "OpenVINO bf16 runs the whole model in bf16": (
+            "rtsr/backends/openvino_backend.py",
+            'self._fp32_skip = self._hint == "bf16" and generator.config.skip == "bicubic"', "self._fp32_skip = False",
+            [OV_BF16]),
+        "OpenVINO bf16 skip added without the clamp": (
+            "rtsr/backends/openvino_backend.py", 'align_corners=False)).clamp_(0, 1)', "align_corners=False))",
+            [OV_BF16]),
+        "the residual blob keyed like a skip-free twin's": (
+            "rtsr/backends/openvino_backend.py", "{'_residual' if self._fp32_skip else ''}", "",
+            [OV + "test_the_residual_part_is_cached_apart_from_a_skip_free_twin"]),
+    })
 
 
 def _copy_tree(dest: Path) -> None:
@@ -92,7 +109,7 @@ def _copy_tree(dest: Path) -> None:
         shutil.copy2(path, dest / "train" / path.name)
     shutil.copytree(ROOT / "train" / "configs", dest / "train" / "configs")
     (dest / "tests").mkdir()
-    for name in ("__init__.py", "conftest.py", "test_behaviour.py"):
+    for name in ("__init__.py", "conftest.py", "test_behaviour.py", "backend_fixtures.py", "test_backend_openvino.py"):
         shutil.copy2(ROOT / "tests" / name, dest / "tests" / name)
     shutil.copy2(ROOT / "pytest.ini", dest / "pytest.ini")
 
@@ -126,7 +143,8 @@ print(json.dumps([codes[i] for i in range(len(jobs))]))
 
 def _run_all(jobs: list[tuple[Path, list[str]]]) -> list[int]:
     """pytest's exit code for each (copy, tests), run in that copy."""
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # a cache folder of their own: a mutant's compiled models must not reach the user's
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "RTSR_CACHE_DIR": str(jobs[0][0].parent / "cache")}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run([sys.executable, "-c", RUNNER, json.dumps([(str(c), t) for c, t in jobs])],
                           cwd=jobs[0][0], env=env, capture_output=True, text=True, timeout=1800)
