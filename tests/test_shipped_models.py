@@ -59,18 +59,25 @@ def test_beats_bicubic_on_h264_compressed_input(name: str) -> None:
     assert measured["psnr_y"] - measured["bicubic"]["psnr_y"] >= H264_CRF23_FLOOR_DB[name]
 
 
+def _cli_upscale(truth: np.ndarray, tmp_path: Path, args: list[str], env: dict[str, str] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(`rtsr upscale`'s output, bicubic's) for `truth`'s x4 LR written as a PNG (truth cropped to
+    a multiple of 4 by the caller), as a user would run it."""
+    lr = downscale_image(truth, 4)
+    src = tmp_path / "photo.png"
+    cv2.imwrite(str(src), cv2.cvtColor(lr, cv2.COLOR_RGB2BGR))
+    proc = subprocess.run([sys.executable, "-m", "rtsr", "upscale", str(src), "--device", "cpu", *args],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    sr = cv2.cvtColor(cv2.imread(str(tmp_path / "photo_x4.png")), cv2.COLOR_BGR2RGB)
+    return sr, cv2.resize(lr, (truth.shape[1], truth.shape[0]), interpolation=cv2.INTER_CUBIC)
+
+
 def test_cli_default_model_beats_bicubic_on_an_unseen_photo(tmp_path: Path) -> None:
     """`rtsr upscale photo.png` with the default model on a held-out photo, as a user would."""
     truth = load_split("heldout")["grace_hopper"]
     truth = truth[: truth.shape[0] // 4 * 4, : truth.shape[1] // 4 * 4]
-    lr = downscale_image(truth, 4)
-    src = tmp_path / "photo.png"
-    cv2.imwrite(str(src), cv2.cvtColor(lr, cv2.COLOR_RGB2BGR))
-    proc = subprocess.run([sys.executable, "-m", "rtsr", "upscale", str(src), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    sr = cv2.cvtColor(cv2.imread(str(tmp_path / "photo_x4.png")), cv2.COLOR_BGR2RGB)
-    bicubic = cv2.resize(lr, (truth.shape[1], truth.shape[0]), interpolation=cv2.INTER_CUBIC)
+    sr, bicubic = _cli_upscale(truth, tmp_path, [])
     assert sr.shape == truth.shape
     assert psnr_y(truth, sr, 4) > psnr_y(truth, bicubic, 4) + 0.5
     assert ssim_y(truth, sr, 4) > ssim_y(truth, bicubic, 4)
@@ -90,24 +97,17 @@ def test_cli_reproduces_the_card_on_a_smooth_photo(tmp_path: Path, backend: str)
 
     if not debs_cached():
         pytest.skip("the pinned Debian packages are not cached (python -m train.data fetches them)")
-    args, env = [], dict(os.environ)
+    args, env = [], None
     if backend == "openvino-bf16":
         pytest.importorskip("openvino")
         if not native_bf16()[0]:
             pytest.skip("this CPU has no native bf16: OpenVINO runs f32 there")
-        args, env["RTSR_CACHE_DIR"] = ["--backend", "openvino", "--precision", "bf16"], str(tmp_path / "cache")
+        args, env = ["--backend", "openvino", "--precision", "bf16"], {**os.environ, "RTSR_CACHE_DIR": str(tmp_path / "cache")}
     truth = load_split("heldout_debs", debs=True)["storm"]
     truth = truth[: truth.shape[0] // 4 * 4, : truth.shape[1] // 4 * 4]
-    lr = downscale_image(truth, 4)
-    src, dst = tmp_path / "storm.png", tmp_path / "storm_x4.png"
-    cv2.imwrite(str(src), cv2.cvtColor(lr, cv2.COLOR_RGB2BGR))
-    proc = subprocess.run([sys.executable, "-m", "rtsr", "upscale", str(src), "-o", str(dst), "--model", "srgan-x4",
-                           "--device", "cpu", *args], capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr
-    sr = cv2.cvtColor(cv2.imread(str(dst)), cv2.COLOR_BGR2RGB)
-    bicubic = cv2.resize(lr, (truth.shape[1], truth.shape[0]), interpolation=cv2.INTER_CUBIC)
+    sr, bicubic = _cli_upscale(truth, tmp_path, ["--model", "srgan-x4", *args], env)
     card = read_card(shipped_models()["srgan-x4"]).metrics["heldout_debs"]["gain_per_photo_db"]["storm"]
-    assert abs(psnr_y(truth, sr, 4) - psnr_y(truth, bicubic, 4) - card) <= 0.03, proc.stderr
+    assert abs(psnr_y(truth, sr, 4) - psnr_y(truth, bicubic, 4) - card) <= 0.03
 
 
 @pytest.mark.parametrize("name", sorted(FLOOR_DB))
