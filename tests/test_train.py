@@ -142,6 +142,24 @@ def test_temporal_weight_adds_the_shift_loss(tmp_path: Path) -> None:
         run(tiny_config(name="bad", stage="gan", temporal_weight=0.5), False, None, cpu, tmp_path)
 
 
+def test_pixel_loss_l1_is_the_mean_absolute_error(tmp_path: Path) -> None:
+    """pixel_loss: l1 trains on |sr - hr| (the logged loss is the L1 one, not the MSE) and the card says so."""
+    cpu = torch.device("cpu")
+    final = run(tiny_config(name="l1", steps=1, pixel_loss="l1"), False, None, cpu, tmp_path)
+    first = (tmp_path / "l1" / "log.csv").read_text().splitlines()[0].split(",")  # step, loss_g, l1
+    mse_final = run(tiny_config(name="l2", steps=1), False, None, cpu, tmp_path)
+    mse_first = (tmp_path / "l2" / "log.csv").read_text().splitlines()[0].split(",")
+    # one seed, one first batch and the same start: for residuals below 1, MSE <= L1 <= sqrt(MSE)
+    l1, mse = float(first[1]), float(mse_first[1])
+    assert l1 == float(first[2]) and 1.2 * mse < l1 < 0.9 * mse ** 0.5
+    assert load_weights(final)[1].training["content_loss"] == "L1"
+    assert load_weights(mse_final)[1].training["content_loss"] == "MSE"
+    with pytest.raises(SystemExit, match="pixel_loss"):
+        run(tiny_config(name="bad-l1", pixel_loss="l2"), False, None, cpu, tmp_path)
+    with pytest.raises(SystemExit, match="pixel_loss"):
+        run(tiny_config(name="bad-gan", stage="gan", pixel_loss="l1"), False, None, cpu, tmp_path)
+
+
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
     """The 4-step run in one go, which the split runs below must reproduce (run once for both)."""

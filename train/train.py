@@ -56,6 +56,7 @@ class TrainConfig:
     name: str
     model: str                      # generator config name or path
     stage: str = "mse"              # "mse" (SRResNet) or "gan" (SRGAN)
+    pixel_loss: str = "mse"         # the SRResNet stage's loss: "mse" (the paper's) or "l1" (EDSR's)
     steps: int = 1000
     stop_at: int | None = None      # end here, the lr schedule still that of `steps` (a snapshot before a flaw)
     batch: int = 16
@@ -160,6 +161,8 @@ class Trainer:
             self.generator = Generator(load_generator_config(cfg.model))
         if cfg.temporal_weight and cfg.stage != "mse":
             raise SystemExit(f"{cfg.name}: temporal_weight is an MSE-stage (SRResNet) loss")
+        if cfg.pixel_loss not in ("mse", "l1") or (cfg.pixel_loss != "mse" and cfg.stage != "mse"):
+            raise SystemExit(f"{cfg.name}: pixel_loss must be mse or l1 (l1 in the mse stage), not {cfg.pixel_loss!r}")
         if cfg.precision not in ("fp32", "bf16"):
             raise SystemExit(f"{cfg.name}: precision must be fp32 or bf16, not {cfg.precision!r}")
         self.precision = usable_precision(cfg, device)
@@ -200,7 +203,7 @@ class Trainer:
     @property
     def content_loss_name(self) -> str:
         if self.cfg.stage == "mse":
-            return "MSE"
+            return self.cfg.pixel_loss.upper()
         return "VGG19 phi(5,4)" if self.vgg else "MSE + discriminator feature matching (no VGG19 weights)"
 
     def _lr_at(self, step: int) -> float:
@@ -235,11 +238,11 @@ class Trainer:
         with self._autocast():
             sr = self.generator(lr_img).float()
         if self.discriminator is None:
-            mse = F.mse_loss(sr, hr)
-            losses = {"mse": mse}
+            pixel = F.l1_loss(sr, hr) if self.cfg.pixel_loss == "l1" else F.mse_loss(sr, hr)
+            losses = {self.cfg.pixel_loss: pixel}
             if shifts:
                 losses["shift"] = shift_consistency(sr, shifts, self.cfg.temporal_border)
-            loss = mse + self.cfg.temporal_weight * losses.get("shift", 0.0)
+            loss = pixel + self.cfg.temporal_weight * losses.get("shift", 0.0)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_g.step()
